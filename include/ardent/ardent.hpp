@@ -1,0 +1,17 @@
+#pragma once
+// ardent: adversarially robust knowledge distillation on LibTorch. The umbrella header.
+
+#include "ardent/core/attack.hpp"
+#include "ardent/core/check.hpp"
+#include "ardent/core/mode_guard.hpp"
+#include "ardent/core/model.hpp"
+#include "ardent/core/objectives.hpp"
+
+#include "ardent/attacks/bim.hpp"
+#include "ardent/attacks/fgsm.hpp"
+#include "ardent/attacks/mifgsm.hpp"
+#include "ardent/attacks/none.hpp"
+#include "ardent/attacks/pgd.hpp"
+
+#include "ardent/data/mnist.hpp"
+#include "ardent/models/small_cnn.hpp"

@@ -1,0 +1,29 @@
+#pragma once
+// The iteration shared by PGD and BIM (Madry et al. 2018; Kurakin et al. 2017):
+//   x' <- Proj_{B(x, eps) ∩ box}( x' + a * d(grad_x' L(x')) ),   d = sign (Linf) or g / ||g||_2 (L2).
+
+#include "ardent/attacks/detail/gradient.hpp"
+
+namespace ardent::attacks::detail {
+
+struct AscentSettings {
+  Norm norm;
+  double epsilon;
+  double step_size;
+  int64_t steps;
+  double clip_min;
+  double clip_max;
+};
+
+template <Model M, Objective O>
+torch::Tensor projected_ascent(M& model, const torch::Tensor& x, torch::Tensor x_adv, const O& objective,
+                               const AscentSettings& s) {
+  for (int64_t step = 0; step < s.steps; ++step) {
+    const auto gradient = loss_and_gradient(model, x_adv, objective).gradient;
+    x_adv = project(s.norm, x_adv + s.step_size * ascent_direction(s.norm, gradient), x, s.epsilon, s.clip_min,
+                    s.clip_max);
+  }
+  return x_adv;
+}
+
+}  // namespace ardent::attacks::detail

@@ -1,0 +1,43 @@
+#pragma once
+// Fast gradient sign method (Goodfellow, Shlens and Szegedy, "Explaining and Harnessing
+// Adversarial Examples", ICLR 2015):  x' = clamp(x + eps * sign(grad_x L(x)), lo, hi).
+
+#include "ardent/attacks/detail/gradient.hpp"
+
+namespace ardent::attacks {
+
+struct FGSMOptions {
+  /* implicit */ FGSMOptions(double epsilon) : epsilon_(epsilon) {}  // NOLINT(google-explicit-constructor)
+  TORCH_ARG(double, epsilon);
+  TORCH_ARG(double, clip_min) = 0.0;
+  TORCH_ARG(double, clip_max) = 1.0;
+  TORCH_ARG(bool, eval_mode) = true;
+};
+
+class FGSM {
+ public:
+  explicit FGSM(FGSMOptions options) : options_(options) {
+    detail::check_common_options("ardent::attacks::FGSM", options_.epsilon(), options_.clip_min(),
+                                 options_.clip_max());
+  }
+
+  const FGSMOptions& options() const { return options_; }
+
+  template <Model M, AttackGoal G>
+  torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
+    const auto& o = options_;
+    detail::check_call("ardent::attacks::FGSM", model, x, goal, o.clip_min(), o.clip_max());
+    detail::AttackScope scope(model, o.eval_mode());
+    const auto clean = detail::attack_copy(x);
+    const auto gradient = detail::loss_and_gradient(model, clean, detail::to_objective(goal)).gradient;
+    return (clean + o.epsilon() * gradient.sign()).clamp(o.clip_min(), o.clip_max()).detach();
+  }
+
+ private:
+  FGSMOptions options_;
+};
+
+static_assert(Attack<FGSM>);
+static_assert(TargetedAttack<FGSM>);
+
+}  // namespace ardent::attacks

@@ -1,0 +1,84 @@
+#pragma once
+// Projected gradient descent (Madry et al., "Towards Deep Learning Models Resistant to Adversarial
+// Attacks", ICLR 2018), Linf and L2:
+//   x'_0 ~ U(B(x, eps)) clamped to the box (or x'_0 = x without random start)
+//   x'_{k+1} = Proj_{B(x, eps) ∩ [lo, hi]}( x'_k + a * d(grad L(x'_k)) ),  d = sign (Linf), g / ||g||_2 (L2)
+// With restarts(n) the attack runs n times and keeps, per sample, the run with the highest loss.
+
+#include "ardent/attacks/detail/projected_ascent.hpp"
+
+namespace ardent::attacks {
+
+struct PGDOptions {
+  /* implicit */ PGDOptions(double epsilon) : epsilon_(epsilon) {}  // NOLINT(google-explicit-constructor)
+  /// Radius of the threat model's ball.
+  TORCH_ARG(double, epsilon);
+  /// Length a of one step (in the norm of the ball).
+  TORCH_ARG(double, step_size) = 2.0 / 255;
+  /// Number of steps.
+  TORCH_ARG(int64_t, steps) = 10;
+  /// Start from a uniform point of the ball instead of x.
+  TORCH_ARG(bool, random_start) = true;
+  TORCH_ARG(Norm, norm) = Norm::Linf;
+  /// Independent runs; each sample keeps the one with the highest final loss.
+  TORCH_ARG(int64_t, restarts) = 1;
+  /// Pixel box.
+  TORCH_ARG(double, clip_min) = 0.0;
+  TORCH_ARG(double, clip_max) = 1.0;
+  /// Run the model in eval mode during the attack (false: leave every submodule's mode as it is).
+  TORCH_ARG(bool, eval_mode) = true;
+};
+
+class PGD {
+ public:
+  explicit PGD(PGDOptions options) : options_(options) {
+    constexpr std::string_view name = "ardent::attacks::PGD";
+    detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_non_negative(name, "step_size", options_.step_size());
+    check_non_negative(name, "steps", static_cast<double>(options_.steps()));
+    if (options_.restarts() < 1) {
+      fail_argument(name, "restarts", fmt::format("is {}, expected at least 1", options_.restarts()));
+    }
+  }
+
+  const PGDOptions& options() const { return options_; }
+
+  /// `goal`: labels (untargeted), ardent::Targeted{targets}, or an objective to maximise.
+  template <Model M, AttackGoal G>
+  torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
+    const auto& o = options_;
+    detail::check_call("ardent::attacks::PGD", model, x, goal, o.clip_min(), o.clip_max());
+    detail::AttackScope scope(model, o.eval_mode());
+    const auto objective = detail::to_objective(goal);
+    const auto clean = detail::attack_copy(x);
+    const detail::AscentSettings settings{o.norm(), o.epsilon(), o.step_size(), o.steps(), o.clip_min(),
+                                          o.clip_max()};
+
+    torch::Tensor best;
+    torch::Tensor best_loss;
+    for (int64_t run = 0; run < o.restarts(); ++run) {
+      auto start = o.random_start() ? detail::random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max())
+                                    : clean.clone();
+      auto x_adv = detail::projected_ascent(model, clean, std::move(start), objective, settings);
+      if (o.restarts() == 1) return x_adv.detach();
+      const auto loss = detail::loss_only(model, x_adv, objective);
+      if (run == 0) {
+        best = x_adv;
+        best_loss = loss;
+      } else {
+        const auto improved = loss > best_loss;
+        best = torch::where(detail::per_sample(improved, x_adv), x_adv, best);
+        best_loss = torch::where(improved, loss, best_loss);
+      }
+    }
+    return best.detach();
+  }
+
+ private:
+  PGDOptions options_;
+};
+
+static_assert(Attack<PGD>);
+static_assert(TargetedAttack<PGD>);
+
+}  // namespace ardent::attacks

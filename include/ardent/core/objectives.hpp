@@ -1,0 +1,112 @@
+#pragma once
+// Objectives: what a gradient attack maximises. An objective maps logits [B, C] to one loss per
+// sample [B]; the attack ascends its sum, so each sample's gradient is independent of the batch.
+//
+//   CrossEntropy{y}           CE(z, y)                                   (untargeted attacks)
+//   TargetedCrossEntropy{t}   -CE(z, t)                                  (move toward class t)
+//   KLDivergence{r, T}        sum_c p_r,c (log p_r,c - log p_z,c), p = softmax(./T)  (TRADES, RSLAD)
+//   CWMargin{y, kappa}        min(max_{i != y} z_i - z_y, kappa)         (Carlini and Wagner 2017)
+//   DLR{y}                    -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)  (Croce and Hein 2020)
+
+#include "ardent/core/check.hpp"
+
+#include <concepts>
+#include <limits>
+
+namespace ardent {
+
+/// Anything that maps logits to a per-sample loss.
+template <typename O>
+concept Objective = std::invocable<const O&, const torch::Tensor&> &&
+                    std::convertible_to<std::invoke_result_t<const O&, const torch::Tensor&>, torch::Tensor>;
+
+/// Marks labels as targets: `attack.perturb(model, x, ardent::Targeted{targets})`.
+struct Targeted {
+  torch::Tensor targets;
+};
+
+namespace objectives {
+
+namespace detail {
+/// The largest logit among the classes other than `labels`. The true class is masked with -inf,
+/// not multiplied by zero, which would be wrong when every logit is negative.
+inline torch::Tensor max_other_logit(const torch::Tensor& logits, const torch::Tensor& labels) {
+  const auto true_class = torch::one_hot(labels, logits.size(1)).to(torch::kBool);
+  return logits.masked_fill(true_class, -std::numeric_limits<double>::infinity()).amax(1);
+}
+
+inline torch::Tensor true_logit(const torch::Tensor& logits, const torch::Tensor& labels) {
+  return logits.gather(1, labels.unsqueeze(1)).squeeze(1);
+}
+
+inline void check(std::string_view objective, const torch::Tensor& logits, const torch::Tensor& labels,
+                  std::string_view name = "labels") {
+  check_logits(objective, "logits", logits);
+  check_labels(objective, name, labels, logits.size(0), logits.size(1));
+}
+}  // namespace detail
+
+struct CrossEntropy {
+  torch::Tensor labels;
+
+  torch::Tensor operator()(const torch::Tensor& logits) const {
+    detail::check("ardent::objectives::CrossEntropy", logits, labels);
+    return torch::nn::functional::cross_entropy(
+        logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  }
+};
+
+struct TargetedCrossEntropy {
+  torch::Tensor targets;
+
+  torch::Tensor operator()(const torch::Tensor& logits) const {
+    detail::check("ardent::objectives::TargetedCrossEntropy", logits, targets, "targets");
+    return -torch::nn::functional::cross_entropy(
+        logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  }
+};
+
+struct KLDivergence {
+  torch::Tensor reference_logits;
+  double temperature = 1.0;
+
+  torch::Tensor operator()(const torch::Tensor& logits) const {
+    check_logits("ardent::objectives::KLDivergence", "logits", logits);
+    check_positive("ardent::objectives::KLDivergence", "temperature", temperature);
+    TORCH_CHECK(reference_logits.defined() && reference_logits.sizes() == logits.sizes(),
+                "ardent::objectives::KLDivergence: argument 'reference_logits' has shape [",
+                reference_logits.defined() ? reference_logits.sizes() : c10::IntArrayRef{}, "], expected [",
+                logits.sizes(), "] (the shape of the logits)");
+    const auto log_p_reference = torch::log_softmax(reference_logits.detach() / temperature, 1);
+    const auto log_p = torch::log_softmax(logits / temperature, 1);
+    return (log_p_reference.exp() * (log_p_reference - log_p)).sum(1);
+  }
+};
+
+struct CWMargin {
+  torch::Tensor labels;
+  double kappa = 0.0;
+
+  torch::Tensor operator()(const torch::Tensor& logits) const {
+    detail::check("ardent::objectives::CWMargin", logits, labels);
+    check_non_negative("ardent::objectives::CWMargin", "kappa", kappa);
+    const auto margin = detail::max_other_logit(logits, labels) - detail::true_logit(logits, labels);
+    return margin.clamp_max(kappa);
+  }
+};
+
+struct DLR {
+  torch::Tensor labels;
+
+  torch::Tensor operator()(const torch::Tensor& logits) const {
+    detail::check("ardent::objectives::DLR", logits, labels);
+    TORCH_CHECK(logits.size(1) >= 3, "ardent::objectives::DLR: argument 'logits' has ", logits.size(1),
+                " classes, expected at least 3 (DLR divides by z_pi1 - z_pi3)");
+    const auto sorted = std::get<0>(logits.sort(/*dim=*/1, /*descending=*/true));
+    const auto scale = sorted.select(1, 0) - sorted.select(1, 2) + 1e-12;
+    return -(detail::true_logit(logits, labels) - detail::max_other_logit(logits, labels)) / scale;
+  }
+};
+
+}  // namespace objectives
+}  // namespace ardent

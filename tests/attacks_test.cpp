@@ -1,0 +1,327 @@
+// The attack contract (DESIGN.md section 3), run over every built-in attack, and the attacks
+// against the reference vectors of an independent implementation (tests/data/attack_vectors).
+#include "catch.hpp"
+#include "helpers.hpp"
+
+#include <ardent/ardent.hpp>
+
+#include <tuple>
+
+using namespace ardent;
+using ardent_test::accuracy;
+
+namespace {
+
+// A model whose submodules are in different modes: conv and linear train, BatchNorm frozen in eval.
+struct MixedNetImpl : torch::nn::Module {
+  MixedNetImpl() {
+    conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 4, 3).padding(1)));
+    norm = register_module("norm", torch::nn::BatchNorm2d(4));
+    head = register_module("head", torch::nn::Linear(4 * 8 * 8, 5));
+    norm->eval();
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return head->forward(torch::relu(norm->forward(conv->forward(x))).flatten(1));
+  }
+  torch::nn::Conv2d conv{nullptr};
+  torch::nn::BatchNorm2d norm{nullptr};
+  torch::nn::Linear head{nullptr};
+};
+TORCH_MODULE(MixedNet);
+
+// Each case builds an attack of one kind for a given epsilon and says which ball it respects.
+struct FGSMCase {
+  static attacks::FGSM make(double eps) { return attacks::FGSM(eps); }
+  static constexpr Norm norm = Norm::Linf;
+};
+struct PGDLinfCase {
+  static attacks::PGD make(double eps) { return attacks::PGD(attacks::PGDOptions(eps).step_size(0.05).steps(5)); }
+  static constexpr Norm norm = Norm::Linf;
+};
+struct PGDL2Case {
+  static attacks::PGD make(double eps) {
+    return attacks::PGD(attacks::PGDOptions(eps * 4).step_size(0.3).steps(5).norm(Norm::L2));
+  }
+  static constexpr Norm norm = Norm::L2;
+};
+struct PGDRestartsCase {
+  static attacks::PGD make(double eps) {
+    return attacks::PGD(attacks::PGDOptions(eps).step_size(0.05).steps(3).restarts(3));
+  }
+  static constexpr Norm norm = Norm::Linf;
+};
+struct BIMCase {
+  static attacks::BIM make(double eps) { return attacks::BIM(attacks::BIMOptions(eps).step_size(0.05).steps(5)); }
+  static constexpr Norm norm = Norm::Linf;
+};
+struct MIFGSMCase {
+  static attacks::MIFGSM make(double eps) {
+    return attacks::MIFGSM(attacks::MIFGSMOptions(eps).step_size(0.05).steps(5));
+  }
+  static constexpr Norm norm = Norm::Linf;
+};
+struct NoneCase {
+  static attacks::None make(double /*eps*/) { return attacks::None(); }
+  static constexpr Norm norm = Norm::Linf;
+};
+using AllAttacks = std::tuple<FGSMCase, PGDLinfCase, PGDL2Case, PGDRestartsCase, BIMCase, MIFGSMCase, NoneCase>;
+
+// The radius the case's attack was built with for `eps`.
+template <typename Case>
+double radius(double eps) {
+  return Case::norm == Norm::L2 ? 4 * eps : eps;
+}
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("every attack honours the attack contract", "[attacks][contract]", AllAttacks) {
+  torch::manual_seed(0);
+  MixedNet model;
+  const auto x = torch::rand({6, 1, 8, 8});
+  const auto labels = torch::randint(5, {6}, torch::kLong);
+  constexpr double eps = 0.1;
+  const auto attack = TestType::make(eps);
+
+  torch::manual_seed(1);
+  const torch::Tensor x_adv = attack.perturb(model, x, labels);
+
+  SECTION("the result has the input's shape, dtype and device, and is detached") {
+    CHECK(x_adv.sizes() == x.sizes());
+    CHECK(x_adv.dtype() == x.dtype());
+    CHECK(x_adv.device() == x.device());
+    CHECK_FALSE(x_adv.requires_grad());
+    CHECK_FALSE(x_adv.grad_fn());
+  }
+  SECTION("the result lies in the pixel box and the epsilon ball") {
+    CHECK(x_adv.min().item<double>() >= 0.0);
+    CHECK(x_adv.max().item<double>() <= 1.0);
+    const auto delta = (x_adv - x).flatten(1);
+    const double size = TestType::norm == Norm::Linf ? delta.abs().max().item<double>()
+                                                     : delta.norm(2, 1).max().item<double>();
+    CHECK(size <= radius<TestType>(eps) + 1e-6);
+  }
+  SECTION("the same seed gives the same result") {
+    torch::manual_seed(1);
+    CHECK(torch::equal(attack.perturb(model, x, labels), x_adv));
+  }
+  SECTION("epsilon 0 returns the input") { CHECK(torch::equal(TestType::make(0.0).perturb(model, x, labels), x)); }
+  SECTION("parameters' gradients and buffers are untouched") {
+    for (auto& p : model->parameters()) p.mutable_grad() = torch::full_like(p, 0.25);
+    std::vector<torch::Tensor> buffers_before;
+    for (const auto& b : model->buffers()) buffers_before.push_back(b.clone());
+    (void)attack.perturb(model, x, labels);
+    for (const auto& p : model->parameters()) CHECK(torch::equal(p.grad(), torch::full_like(p, 0.25)));
+    const auto buffers = model->buffers();
+    for (std::size_t i = 0; i < buffers.size(); ++i) CHECK(torch::equal(buffers[i], buffers_before[i]));
+  }
+  SECTION("each submodule's training flag is restored") {
+    model->train();
+    model->norm->eval();
+    (void)attack.perturb(model, x, labels);
+    CHECK(model->is_training());
+    CHECK(model->conv->is_training());
+    CHECK(model->head->is_training());
+    CHECK_FALSE(model->norm->is_training());
+  }
+  SECTION("works under NoGradGuard and under InferenceMode, with the same result") {
+    torch::Tensor under_no_grad;
+    torch::Tensor under_inference;
+    {
+      torch::NoGradGuard no_grad;
+      torch::manual_seed(1);
+      under_no_grad = attack.perturb(model, x, labels);
+    }
+    CHECK(torch::equal(under_no_grad, x_adv));
+    {
+      c10::InferenceMode inference;
+      const auto x_inference = x.clone();
+      const auto labels_inference = labels.clone();
+      torch::manual_seed(1);
+      under_inference = attack.perturb(model, x_inference, labels_inference);
+    }
+    CHECK(torch::equal(under_inference, x_adv));
+    CHECK(torch::GradMode::is_enabled());
+  }
+  SECTION("targeted and objective goals are accepted and respect the ball") {
+    const auto targets = (labels + 1).remainder(5);
+    const torch::Tensor x_tgt = attack.perturb(model, x, Targeted{targets});
+    const torch::Tensor x_obj = attack.perturb(model, x, objectives::CWMargin{labels, 0.0});
+    for (const torch::Tensor& adv : {x_tgt, x_obj}) {
+      CHECK(adv.min().item<double>() >= 0.0);
+      CHECK(adv.max().item<double>() <= 1.0);
+      const double order = TestType::norm == Norm::Linf ? INFINITY : 2.0;
+      const double size = (adv - x).flatten(1).norm(order, 1).max().item().toDouble();
+      CHECK(size <= radius<TestType>(eps) + 1e-6);
+    }
+  }
+}
+
+TEST_CASE("the attacks that move do move", "[attacks]") {
+  torch::manual_seed(0);
+  MixedNet model;
+  const auto x = torch::rand({6, 1, 8, 8});
+  const auto labels = torch::randint(5, {6}, torch::kLong);
+  CHECK_FALSE(torch::equal(FGSMCase::make(0.1).perturb(model, x, labels), x));
+  CHECK_FALSE(torch::equal(PGDLinfCase::make(0.1).perturb(model, x, labels), x));
+  CHECK_FALSE(torch::equal(PGDL2Case::make(0.1).perturb(model, x, labels), x));
+  CHECK_FALSE(torch::equal(BIMCase::make(0.1).perturb(model, x, labels), x));
+  CHECK_FALSE(torch::equal(MIFGSMCase::make(0.1).perturb(model, x, labels), x));
+}
+
+namespace {
+// The reference's criterion: within 1e-5, except at most 0.1% of elements (a gradient within
+// rounding of zero may legitimately flip one step).
+void check_matches(const torch::Tensor& ours, const torch::Tensor& theirs) {
+  const auto differs = (ours - theirs).abs().gt(1e-5);
+  const double fraction = differs.to(torch::kDouble).mean().item<double>();
+  INFO("fraction of elements differing by more than 1e-5: " << fraction);
+  CHECK(fraction <= 0.001);
+}
+}  // namespace
+
+TEST_CASE("attacks match the reference vectors, on TorchScript and on a ModuleHolder copy", "[attacks][reference]") {
+  auto ref = ardent_test::load_reference();
+  auto holder = ardent_test::small_cnn_copy(ref.model);
+  {
+    torch::NoGradGuard no_grad;
+    REQUIRE(torch::allclose(ardent::forward(holder, ref.x), ardent::forward(ref.model, ref.x), 1e-5, 1e-5));
+    CHECK(accuracy(ardent::forward(ref.model, ref.x), ref.y) == Approx(0.71875));
+  }
+  const attacks::FGSM fgsm(0.1);
+  const attacks::PGD pgd(attacks::PGDOptions(0.1).step_size(0.01).steps(10).random_start(false));
+  const attacks::BIM bim(attacks::BIMOptions(0.1).step_size(0.01).steps(10));
+
+  SECTION("FGSM") {
+    check_matches(fgsm.perturb(ref.model, ref.x, ref.y), ardent_test::reference_adversarial("fgsm"));
+    check_matches(fgsm.perturb(holder, ref.x, ref.y), ardent_test::reference_adversarial("fgsm"));
+  }
+  SECTION("PGD") {
+    check_matches(pgd.perturb(ref.model, ref.x, ref.y), ardent_test::reference_adversarial("pgd"));
+    check_matches(pgd.perturb(holder, ref.x, ref.y), ardent_test::reference_adversarial("pgd"));
+  }
+  SECTION("BIM") {
+    check_matches(bim.perturb(ref.model, ref.x, ref.y), ardent_test::reference_adversarial("bim"));
+    check_matches(bim.perturb(holder, ref.x, ref.y), ardent_test::reference_adversarial("bim"));
+  }
+}
+
+TEST_CASE("robust accuracy, targeted attacks and objectives behave", "[attacks]") {
+  auto ref = ardent_test::load_reference();
+  torch::NoGradGuard no_grad;
+  const double clean = accuracy(ardent::forward(ref.model, ref.x), ref.y);
+
+  SECTION("robust accuracy is at most the clean accuracy") {
+    torch::manual_seed(0);
+    const attacks::PGD pgd(attacks::PGDOptions(0.1).step_size(0.01).steps(10));
+    const attacks::MIFGSM mifgsm(attacks::MIFGSMOptions(0.1).step_size(0.01).steps(10));
+    const attacks::PGD pgd_l2(attacks::PGDOptions(2.0).step_size(0.25).steps(10).norm(Norm::L2));
+    for (const auto& x_adv : {pgd.perturb(ref.model, ref.x, ref.y), mifgsm.perturb(ref.model, ref.x, ref.y),
+                              pgd_l2.perturb(ref.model, ref.x, ref.y)}) {
+      const double robust = accuracy(ardent::forward(ref.model, x_adv), ref.y);
+      CHECK(robust <= clean);
+      CHECK(robust < clean - 0.2);  // an attack of this size breaks a naturally trained model
+    }
+  }
+  SECTION("targeted PGD reaches its targets far more often than chance") {
+    const auto targets = (ref.y + 1).remainder(10);
+    const attacks::PGD pgd(attacks::PGDOptions(0.2).step_size(0.02).steps(20));
+    torch::manual_seed(0);
+    const auto x_adv = pgd.perturb(ref.model, ref.x, Targeted{targets});
+    const double hit = accuracy(ardent::forward(ref.model, x_adv), targets);
+    INFO("target hit rate " << hit);
+    CHECK(hit > 0.5);  // chance is 0.1
+  }
+  SECTION("the objective overload with CrossEntropy{y} equals the labels overload") {
+    const attacks::PGD pgd(attacks::PGDOptions(0.1).step_size(0.01).steps(5).random_start(false));
+    CHECK(torch::equal(pgd.perturb(ref.model, ref.x, ref.y),
+                       pgd.perturb(ref.model, ref.x, objectives::CrossEntropy{ref.y})));
+  }
+  SECTION("restarts never lower any sample's loss below a single run's") {
+    const objectives::CrossEntropy ce{ref.y};
+    auto options = attacks::PGDOptions(0.05).step_size(0.01).steps(3);
+    torch::manual_seed(3);
+    const auto single = attacks::PGD(options).perturb(ref.model, ref.x, ref.y);
+    torch::manual_seed(3);  // the first restart draws the same start as the single run
+    const auto several = attacks::PGD(options.restarts(4)).perturb(ref.model, ref.x, ref.y);
+    const auto gain = ce(ardent::forward(ref.model, several)) - ce(ardent::forward(ref.model, single));
+    CHECK(gain.min().item<double>() >= -1e-6);
+    CHECK(gain.max().item<double>() > 0.0);
+  }
+}
+
+TEST_CASE("BIM with steps(0) takes Kurakin's number of steps", "[attacks]") {
+  CHECK(attacks::BIM(attacks::BIMOptions(8.0 / 255)).steps() == 10);   // min(8 + 4, 1.25 * 8)
+  CHECK(attacks::BIM(attacks::BIMOptions(16.0 / 255)).steps() == 20);  // min(16 + 4, 20)
+  CHECK(attacks::BIM(attacks::BIMOptions(0.1)).steps() == 29);         // min(25.5 + 4, 31.875)
+  CHECK(attacks::BIM(attacks::BIMOptions(0.1).steps(7)).steps() == 7);
+}
+
+namespace {
+// A user-written attack: random signs of size epsilon, clamped to [0, 1].
+struct RandomSignAttack {
+  double epsilon = 0.1;
+  template <Model M>
+  torch::Tensor perturb(M& /*model*/, const torch::Tensor& x, const torch::Tensor& /*labels*/) const {
+    return (x + epsilon * torch::randint_like(x, 2).mul(2).sub(1)).clamp(0, 1);
+  }
+};
+struct NotAnAttack {
+  torch::Tensor run(const torch::Tensor& x) const { return x; }
+};
+}  // namespace
+
+TEST_CASE("the Attack concept accepts user attacks and rejects types without perturb", "[attacks][concept]") {
+  STATIC_REQUIRE(Attack<RandomSignAttack>);
+  STATIC_REQUIRE(Attack<RandomSignAttack, models::SmallCNN>);
+  STATIC_REQUIRE_FALSE(Attack<NotAnAttack>);
+  STATIC_REQUIRE_FALSE(TargetedAttack<RandomSignAttack>);
+  STATIC_REQUIRE(Attack<attacks::PGD, models::SmallCNN>);
+  STATIC_REQUIRE(Attack<attacks::PGD, std::shared_ptr<models::SmallCNNImpl>>);
+}
+
+TEST_CASE("attacks reject bad input with a message naming the argument", "[attacks][errors]") {
+  torch::manual_seed(0);
+  MixedNet model;
+  const auto x = torch::rand({4, 1, 8, 8});
+  const auto y = torch::randint(5, {4}, torch::kLong);
+  const attacks::PGD pgd(attacks::PGDOptions(0.1));
+
+  SECTION("bad options") {
+    CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(-0.1)), ContainsSubstring("'epsilon'"));
+    CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(0.1).step_size(-1)), ContainsSubstring("'step_size'"));
+    CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(0.1).steps(-1)), ContainsSubstring("'steps'"));
+    CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(0.1).restarts(0)), ContainsSubstring("'restarts'"));
+    CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(0.1).clip_min(1).clip_max(0)),
+                      ContainsSubstring("'clip_min/clip_max'"));
+    CHECK_THROWS_WITH(attacks::FGSM(attacks::FGSMOptions(std::nan(""))), ContainsSubstring("'epsilon'"));
+    CHECK_THROWS_WITH(attacks::BIM(attacks::BIMOptions(-1)), ContainsSubstring("'epsilon'"));
+    CHECK_THROWS_WITH(attacks::MIFGSM(attacks::MIFGSMOptions(0.1).decay(-1)), ContainsSubstring("'decay'"));
+    CHECK_THROWS_WITH(attacks::MIFGSM(attacks::MIFGSMOptions(0.1).step_size(-1)), ContainsSubstring("'step_size'"));
+  }
+  SECTION("bad labels") {
+    CHECK_THROWS_WITH(pgd.perturb(model, x, y.to(torch::kFloat)), ContainsSubstring("'labels'") &&
+                                                                       ContainsSubstring("int64"));
+    CHECK_THROWS_WITH(pgd.perturb(model, x, y.slice(0, 0, 3)), ContainsSubstring("'labels'"));
+    CHECK_THROWS_WITH(pgd.perturb(model, x, y.unsqueeze(1)), ContainsSubstring("'labels'"));
+    CHECK_THROWS_WITH(pgd.perturb(model, x, torch::full({4}, 5, torch::kLong)),
+                      ContainsSubstring("'labels'") && ContainsSubstring("[0, 5)"));
+    CHECK_THROWS_WITH(pgd.perturb(model, x, torch::full({4}, -1, torch::kLong)), ContainsSubstring("'labels'"));
+    CHECK_THROWS_WITH(pgd.perturb(model, x, Targeted{torch::full({4}, 7, torch::kLong)}),
+                      ContainsSubstring("'targets'"));
+  }
+  SECTION("bad inputs") {
+    CHECK_THROWS_WITH(pgd.perturb(model, (x * 255).to(torch::kUInt8), y),
+                      ContainsSubstring("'x'") && ContainsSubstring("floating-point"));
+    auto with_nan = x.clone();
+    with_nan[0][0][0][0] = std::nan("");
+    CHECK_THROWS_WITH(pgd.perturb(model, with_nan, y), ContainsSubstring("'x'") && ContainsSubstring("NaN"));
+    auto with_inf = x.clone();
+    with_inf[1][0][2][2] = INFINITY;
+    CHECK_THROWS_WITH(pgd.perturb(model, with_inf, y), ContainsSubstring("'x'") && ContainsSubstring("Inf"));
+    CHECK_THROWS_WITH(pgd.perturb(model, x + 1.5, y), ContainsSubstring("'x'") && ContainsSubstring("pixel box"));
+    CHECK_THROWS_WITH(pgd.perturb(model, x.to(torch::kMeta), y),
+                      ContainsSubstring("'x'") && ContainsSubstring("device"));
+    CHECK_THROWS_WITH(attacks::FGSM(0.1).perturb(model, x - 0.5, y), ContainsSubstring("'x'"));
+    CHECK_THROWS_WITH(attacks::None().perturb(model, x + 2, y), ContainsSubstring("'x'"));
+  }
+}

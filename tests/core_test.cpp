@@ -1,0 +1,114 @@
+// Model adapters, the mode guard, objectives and argument checks.
+#include "catch.hpp"
+#include "helpers.hpp"
+
+#include <ardent/ardent.hpp>
+
+using namespace ardent;
+
+TEST_CASE("ardent::Model accepts the three kinds of model", "[core][model]") {
+  STATIC_REQUIRE(Model<models::SmallCNN>);
+  STATIC_REQUIRE(Model<std::shared_ptr<models::SmallCNNImpl>>);
+  STATIC_REQUIRE(Model<torch::jit::Module>);
+  STATIC_REQUIRE(Model<torch::nn::Sequential>);
+  STATIC_REQUIRE_FALSE(Model<torch::Tensor>);
+  STATIC_REQUIRE_FALSE(Model<models::SmallCNNImpl>);  // a module by value is not shareable
+
+  auto ref = ardent_test::load_reference();
+  auto holder = ardent_test::small_cnn_copy(ref.model);
+  std::shared_ptr<models::SmallCNNImpl> pointer = holder.ptr();
+  torch::NoGradGuard no_grad;
+  const auto expected = ardent::forward(ref.model, ref.x);
+  CHECK(expected.sizes() == torch::IntArrayRef{64, 10});
+  CHECK(torch::allclose(ardent::forward(holder, ref.x), expected, 1e-5, 1e-5));
+  CHECK(torch::allclose(ardent::forward(pointer, ref.x), expected, 1e-5, 1e-5));
+  CHECK(device_of(ref.model) == torch::Device(torch::kCPU));
+  CHECK(ardent::parameters(ref.model).size() == 6);
+}
+
+TEST_CASE("ModeGuard sets eval mode and restores every submodule's own flag", "[core][mode]") {
+  SECTION("C++ frontend modules") {
+    models::SmallCNN model;
+    model->train();
+    auto children = model->children();
+    children[1]->eval();  // c2 frozen
+    {
+      ModeGuard guard(model);
+      for (const auto& m : model->modules()) CHECK_FALSE(m->is_training());
+    }
+    CHECK(model->is_training());
+    CHECK(children[0]->is_training());
+    CHECK_FALSE(children[1]->is_training());
+    CHECK(children[2]->is_training());
+    {
+      ModeGuard keep(model, /*eval=*/false);
+      CHECK(model->is_training());
+      CHECK_FALSE(children[1]->is_training());
+    }
+  }
+  SECTION("TorchScript modules") {
+    auto script = ardent_test::load_reference().model;
+    script.train();
+    script.attr("c2").toModule().eval();
+    {
+      ModeGuard guard(script);
+      for (const auto& m : script.modules()) CHECK_FALSE(m.is_training());
+    }
+    CHECK(script.is_training());
+    CHECK(script.attr("c1").toModule().is_training());
+    CHECK_FALSE(script.attr("c2").toModule().is_training());
+    CHECK(script.attr("fc").toModule().is_training());
+  }
+}
+
+TEST_CASE("objectives compute their formulas on hand-written logits", "[core][objectives]") {
+  // Every logit negative: masking the true class with zeros instead of -inf would give the wrong margin.
+  const auto logits = torch::tensor({{-5.0, -1.0, -3.0, -4.0}, {2.0, 0.5, 1.0, -1.0}}, torch::kDouble);
+  const auto labels = torch::tensor({1, 2}, torch::kLong);
+
+  SECTION("CrossEntropy and TargetedCrossEntropy") {
+    const auto ce = objectives::CrossEntropy{labels}(logits);
+    const double lse0 = std::log(std::exp(-5.0) + std::exp(-1.0) + std::exp(-3.0) + std::exp(-4.0));
+    const double lse1 = std::log(std::exp(2.0) + std::exp(0.5) + std::exp(1.0) + std::exp(-1.0));
+    CHECK(ce[0].item<double>() == Approx(lse0 + 1.0));
+    CHECK(ce[1].item<double>() == Approx(lse1 - 1.0));
+    CHECK(torch::allclose(objectives::TargetedCrossEntropy{labels}(logits), -ce));
+  }
+  SECTION("CWMargin: min(max_{i != y} z_i - z_y, kappa)") {
+    const auto margin = objectives::CWMargin{labels, 10.0}(logits);
+    CHECK(margin[0].item<double>() == Approx(-3.0 - -1.0));
+    CHECK(margin[1].item<double>() == Approx(2.0 - 1.0));
+    CHECK(objectives::CWMargin{labels, 0.5}(logits)[1].item<double>() == Approx(0.5));
+  }
+  SECTION("DLR: -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)") {
+    const auto dlr = objectives::DLR{labels}(logits);
+    CHECK(dlr[0].item<double>() == Approx(-(-1.0 - -3.0) / (-1.0 - -4.0)));
+    CHECK(dlr[1].item<double>() == Approx(-(1.0 - 2.0) / (2.0 - 0.5)));
+  }
+  SECTION("KLDivergence: sum_c p_r,c (log p_r,c - log p_z,c)") {
+    const auto reference = torch::tensor({{0.0, 1.0, 0.0, 0.0}, {1.0, 1.0, 1.0, 1.0}}, torch::kDouble);
+    const auto kl = objectives::KLDivergence{reference}(logits);
+    for (int64_t i = 0; i < 2; ++i) {
+      const auto p = torch::softmax(reference[i], 0);
+      const auto q = torch::softmax(logits[i], 0);
+      CHECK(kl[i].item<double>() == Approx((p * (p.log() - q.log())).sum().item<double>()));
+    }
+    CHECK(objectives::KLDivergence{logits}(logits).abs().max().item<double>() < 1e-12);
+  }
+  SECTION("objectives check their labels against the logits") {
+    CHECK_THROWS_WITH(objectives::CrossEntropy{torch::tensor({1, 4}, torch::kLong)}(logits),
+                      ContainsSubstring("'labels'") && ContainsSubstring("[0, 4)"));
+    CHECK_THROWS_WITH(objectives::CWMargin{torch::tensor({1}, torch::kLong)}(logits), ContainsSubstring("'labels'"));
+    CHECK_THROWS_WITH(objectives::KLDivergence{logits.slice(1, 0, 3)}(logits),
+                      ContainsSubstring("'reference_logits'"));
+  }
+}
+
+TEST_CASE("argument checks name the argument, the value and the expectation", "[core][check]") {
+  CHECK_THROWS_WITH(check_non_negative("f", "epsilon", -0.5),
+                    ContainsSubstring("f: argument 'epsilon' is -0.5, expected a finite value >= 0"));
+  CHECK_THROWS_WITH(check_positive("f", "temperature", 0.0), ContainsSubstring("'temperature' is 0"));
+  CHECK_NOTHROW(check_non_negative("f", "epsilon", 0.0));
+  CHECK_THROWS_WITH(check_input_batch("f", "x", torch::zeros({0, 3}), 0, 1), ContainsSubstring("non-empty"));
+  CHECK_NOTHROW(check_input_batch("f", "x", torch::full({2, 3}, 1.0 + 5e-7), 0, 1));
+}
