@@ -291,6 +291,8 @@ TEST_CASE("attacks reject bad input with a message naming the argument", "[attac
     CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(0.1).step_size(-1)), ContainsSubstring("'step_size'"));
     CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(0.1).steps(-1)), ContainsSubstring("'steps'"));
     CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(0.1).restarts(0)), ContainsSubstring("'restarts'"));
+    CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(0.1).random_start(false).restarts(2)),
+                      ContainsSubstring("'restarts'") && ContainsSubstring("random_start"));
     CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(0.1).clip_min(1).clip_max(0)),
                       ContainsSubstring("'clip_min/clip_max'"));
     CHECK_THROWS_WITH(attacks::FGSM(attacks::FGSMOptions(std::nan(""))), ContainsSubstring("'epsilon'"));

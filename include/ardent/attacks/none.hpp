@@ -14,7 +14,8 @@ struct NoneOptions {
 
 class None {
  public:
-  explicit None(NoneOptions options = {}) : options_(options) {
+  None() = default;
+  explicit None(NoneOptions options) : options_(options) {
     check_box("ardent::attacks::None", options_.clip_min(), options_.clip_max());
   }
 
@@ -28,7 +29,7 @@ class None {
   }
 
  private:
-  NoneOptions options_;
+  NoneOptions options_{};
 };
 
 static_assert(Attack<None>);

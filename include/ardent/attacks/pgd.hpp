@@ -2,7 +2,7 @@
 // Projected gradient descent (Madry et al., "Towards Deep Learning Models Resistant to Adversarial
 // Attacks", ICLR 2018), Linf and L2:
 //   x'_0 ~ U(B(x, eps)) clamped to the box (or x'_0 = x without random start)
-//   x'_{k+1} = Proj_{B(x, eps) ∩ [lo, hi]}( x'_k + a * d(grad L(x'_k)) ),  d = sign (Linf), g / ||g||_2 (L2)
+//   x'_{k+1} = clamp_[lo, hi]( Proj_B(x, eps)( x'_k + a * d(grad L(x'_k)) ) ),  d = sign (Linf), g / ||g||_2 (L2)
 // With restarts(n) the attack runs n times and keeps, per sample, the run with the highest loss.
 
 #include "ardent/attacks/detail/projected_ascent.hpp"
@@ -38,6 +38,10 @@ class PGD {
     check_non_negative(name, "steps", static_cast<double>(options_.steps()));
     if (options_.restarts() < 1) {
       fail_argument(name, "restarts", fmt::format("is {}, expected at least 1", options_.restarts()));
+    }
+    if (options_.restarts() > 1 && !options_.random_start()) {
+      fail_argument(name, "restarts", fmt::format("is {} without random_start, expected 1 (every restart would "
+                                                  "repeat the same deterministic run)", options_.restarts()));
     }
   }
 

@@ -10,7 +10,6 @@
 
 #include <cmath>
 #include <string_view>
-#include <variant>
 
 namespace ardent::attacks::detail {
 
@@ -78,7 +77,10 @@ LossAndGradient loss_and_gradient(M& model, const torch::Tensor& x_adv, const O&
   const torch::Tensor loss = objective(forward(model, input));
   TORCH_CHECK(loss.dim() == 1 && loss.size(0) == x_adv.size(0), "ardent attack: the objective returned shape [",
               loss.sizes(), "], expected one loss per sample [", x_adv.size(0), "]");
-  auto gradient = torch::autograd::grad({loss.sum()}, {input})[0];
+  auto gradient = torch::autograd::grad({loss.sum()}, {input}, /*grad_outputs=*/{}, /*retain_graph=*/false,
+                                        /*create_graph=*/false, /*allow_unused=*/true)[0];
+  // An objective that does not depend on the input (a constant model, say) has zero gradient.
+  if (!gradient.defined()) gradient = torch::zeros_like(input);
   return {loss.detach(), gradient};
 }
 
@@ -142,7 +144,7 @@ inline torch::Tensor random_start(Norm norm, const torch::Tensor& x, double epsi
 
 /// The ascent direction of one step: sign(g) for Linf, g / ||g||_2 for L2.
 inline torch::Tensor ascent_direction(Norm norm, const torch::Tensor& gradient) {
-  return norm == Norm::Linf ? gradient.sign() : gradient / (l2_norm(gradient) + 1e-10);
+  return norm == Norm::Linf ? gradient.sign() : gradient / l2_norm(gradient).clamp_min(1e-12);
 }
 
 }  // namespace ardent::attacks::detail

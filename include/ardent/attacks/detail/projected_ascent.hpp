@@ -1,6 +1,8 @@
 #pragma once
 // The iteration shared by PGD and BIM (Madry et al. 2018; Kurakin et al. 2017):
-//   x' <- Proj_{B(x, eps) ∩ box}( x' + a * d(grad_x' L(x')) ),   d = sign (Linf) or g / ||g||_2 (L2).
+//   x' <- clamp_box( Proj_B(x, eps)( x' + a * d(grad_x' L(x')) ) ),   d = sign (Linf) or g / ||g||_2 (L2).
+// (Linf: the exact projection onto the ball ∩ box; L2: scaled into the ball, then clamped to the box,
+// which keeps it in the ball because x lies in the box.)
 
 #include "ardent/attacks/detail/gradient.hpp"
 
