@@ -14,4 +14,8 @@
 #include "ardent/attacks/pgd.hpp"
 
 #include "ardent/data/mnist.hpp"
+#include "ardent/models/mobilenet_v2.hpp"
+#include "ardent/models/resnet.hpp"
 #include "ardent/models/small_cnn.hpp"
+#include "ardent/models/state_dict.hpp"
+#include "ardent/models/wide_resnet.hpp"

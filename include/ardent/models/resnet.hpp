@@ -1,0 +1,124 @@
+#pragma once
+// ResNet18 for 3x32x32 images (CIFAR), the variant of He et al. 2016 ("Deep Residual Learning for
+// Image Recognition") used by kuangliu/pytorch-cifar and by the ARD code (Goldblum et al. 2020):
+//   stem:   Conv(3 -> 64, 3x3, stride 1, pad 1, no bias), BN, ReLU      (no max-pool)
+//   layer1: 2 basic blocks, 64 channels,  stride 1   -> 64x32x32
+//   layer2: 2 basic blocks, 128 channels, stride 2   -> 128x16x16
+//   layer3: 2 basic blocks, 256 channels, stride 2   -> 256x8x8
+//   layer4: 2 basic blocks, 512 channels, stride 2   -> 512x4x4
+//   AvgPool 4, Linear(512 -> classes)
+// A basic block is relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), where the shortcut is the
+// identity, or Conv 1x1 (stride s, no bias) + BN when the stride or the channel count changes.
+// 11,173,962 parameters at 10 classes. Parameter and buffer names are those of the Python
+// reference (conv1, bn1, layer1.0.conv1, ..., layer2.0.shortcut.0, layer2.0.shortcut.1, linear),
+// so that ardent::load_state_dict reads its checkpoints.
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+
+namespace ardent::models {
+
+/// One basic block: two 3x3 convolutions with BatchNorm and a shortcut.
+class ResNetBasicBlockImpl : public torch::nn::Module {
+ public:
+  ResNetBasicBlockImpl(int64_t in_channels, int64_t out_channels, int64_t stride) {
+    TORCH_CHECK(in_channels >= 1 && out_channels >= 1,
+                "ardent::models::ResNetBasicBlock: arguments 'in_channels'/'out_channels' are ", in_channels, "/",
+                out_channels, ", expected at least 1");
+    TORCH_CHECK(stride >= 1, "ardent::models::ResNetBasicBlock: argument 'stride' is ", stride,
+                ", expected at least 1");
+    namespace nn = torch::nn;
+    conv1_ = register_module(
+        "conv1", nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 3).stride(stride).padding(1).bias(false)));
+    bn1_ = register_module("bn1", nn::BatchNorm2d(out_channels));
+    conv2_ = register_module(
+        "conv2", nn::Conv2d(nn::Conv2dOptions(out_channels, out_channels, 3).stride(1).padding(1).bias(false)));
+    bn2_ = register_module("bn2", nn::BatchNorm2d(out_channels));
+    if (stride != 1 || in_channels != out_channels) {
+      // An empty Sequential in Python holds no parameters; only a projection shortcut is registered.
+      shortcut_ = register_module(
+          "shortcut",
+          nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1).stride(stride).bias(false)),
+                         nn::BatchNorm2d(out_channels)));
+    }
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto out = torch::relu(bn1_->forward(conv1_->forward(x)));
+    out = bn2_->forward(conv2_->forward(out));
+    return torch::relu(out + (shortcut_ ? shortcut_->forward(x) : x));
+  }
+
+ private:
+  torch::nn::Conv2d conv1_{nullptr};
+  torch::nn::BatchNorm2d bn1_{nullptr};
+  torch::nn::Conv2d conv2_{nullptr};
+  torch::nn::BatchNorm2d bn2_{nullptr};
+  torch::nn::Sequential shortcut_{nullptr};
+};
+
+TORCH_MODULE(ResNetBasicBlock);
+
+struct ResNet18Options {
+  /* implicit */ ResNet18Options(int64_t num_classes = 10) : num_classes_(num_classes) {}  // NOLINT
+  TORCH_ARG(int64_t, num_classes);
+};
+
+class ResNet18Impl : public torch::nn::Module {
+ public:
+  explicit ResNet18Impl(ResNet18Options options = {}) : options_(options) {
+    TORCH_CHECK(options_.num_classes() >= 2, "ardent::models::ResNet18: argument 'num_classes' is ",
+                options_.num_classes(), ", expected at least 2");
+    namespace nn = torch::nn;
+    conv1_ = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(3, 64, 3).stride(1).padding(1).bias(false)));
+    bn1_ = register_module("bn1", nn::BatchNorm2d(64));
+    int64_t in = 64;
+    const int64_t widths[4] = {64, 128, 256, 512};
+    for (int i = 0; i < 4; ++i) {
+      nn::Sequential layer;
+      for (int b = 0; b < 2; ++b) {
+        const int64_t stride = (i > 0 && b == 0) ? 2 : 1;
+        layer->push_back(ResNetBasicBlock(in, widths[i], stride));
+        in = widths[i];
+      }
+      layers_[i] = register_module("layer" + std::to_string(i + 1), layer);
+    }
+    linear_ = register_module("linear", nn::Linear(512, options_.num_classes()));
+  }
+
+  /// Stage outputs: "stem" [B,64,32,32], "layer1" [B,64,32,32], "layer2" [B,128,16,16],
+  /// "layer3" [B,256,8,8], "layer4" [B,512,4,4].
+  std::map<std::string, torch::Tensor> features(const torch::Tensor& x) {
+    TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 3 && x.size(2) == 32 && x.size(3) == 32,
+                "ardent::models::ResNet18: argument 'x' has shape ", x.defined() ? x.sizes() : c10::IntArrayRef{},
+                ", expected [B, 3, 32, 32]");
+    std::map<std::string, torch::Tensor> out;
+    auto h = torch::relu(bn1_->forward(conv1_->forward(x)));
+    out.emplace("stem", h);
+    for (int i = 0; i < 4; ++i) {
+      h = layers_[i]->forward(h);
+      out.emplace("layer" + std::to_string(i + 1), h);
+    }
+    return out;
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto h = features(x).at("layer4");
+    return linear_->forward(torch::avg_pool2d(h, 4).flatten(1));
+  }
+
+  const ResNet18Options& options() const { return options_; }
+
+ private:
+  ResNet18Options options_;
+  torch::nn::Conv2d conv1_{nullptr};
+  torch::nn::BatchNorm2d bn1_{nullptr};
+  torch::nn::Sequential layers_[4] = {nullptr, nullptr, nullptr, nullptr};
+  torch::nn::Linear linear_{nullptr};
+};
+
+TORCH_MODULE(ResNet18);
+
+}  // namespace ardent::models
