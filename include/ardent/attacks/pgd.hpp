@@ -1,7 +1,7 @@
 #pragma once
 // Projected gradient descent (Madry et al., "Towards Deep Learning Models Resistant to Adversarial
 // Attacks", ICLR 2018), Linf and L2:
-//   x'_0 ~ U(B(x, eps)) clamped to the box (or x'_0 = x without random start)
+//   x'_0 ~ U(B(x, eps)) clamped to the box (or x'_0 = x without random start, or x + s N(0, 1))
 //   x'_{k+1} = clamp_[lo, hi]( Proj_B(x, eps)( x'_k + a * d(grad L(x'_k)) ) ),  d = sign (Linf), g / ||g||_2 (L2)
 // With restarts(n) the attack runs n times and keeps, per sample, the run with the highest loss.
 
@@ -19,6 +19,9 @@ struct PGDOptions {
   TORCH_ARG(int64_t, steps) = 10;
   /// Start from a uniform point of the ball instead of x.
   TORCH_ARG(bool, random_start) = true;
+  /// With random_start(false): start from x + s * N(0, 1) (clamped to the ball and the box) for
+  /// s > 0, the start of TRADES (Zhang et al. 2019) and RSLAD (Zi et al. 2021).
+  TORCH_ARG(double, start_noise) = 0.0;
   TORCH_ARG(Norm, norm) = Norm::Linf;
   /// Independent runs; each sample keeps the one with the highest final loss.
   TORCH_ARG(int64_t, restarts) = 1;
@@ -36,10 +39,15 @@ class PGD {
     detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
     check_non_negative(name, "step_size", options_.step_size());
     check_non_negative(name, "steps", static_cast<double>(options_.steps()));
+    check_non_negative(name, "start_noise", options_.start_noise());
+    if (options_.start_noise() > 0 && options_.random_start()) {
+      fail_argument(name, "start_noise", fmt::format("is {} with random_start(true), expected one start: set "
+                                                     "random_start(false) for a Gaussian start", options_.start_noise()));
+    }
     if (options_.restarts() < 1) {
       fail_argument(name, "restarts", fmt::format("is {}, expected at least 1", options_.restarts()));
     }
-    if (options_.restarts() > 1 && !options_.random_start()) {
+    if (options_.restarts() > 1 && !options_.random_start() && options_.start_noise() == 0) {
       fail_argument(name, "restarts", fmt::format("is {} without random_start, expected 1 (every restart would "
                                                   "repeat the same deterministic run)", options_.restarts()));
     }
@@ -61,8 +69,10 @@ class PGD {
     torch::Tensor best;
     torch::Tensor best_loss;
     for (int64_t run = 0; run < o.restarts(); ++run) {
-      auto start = o.random_start() ? detail::random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max())
-                                    : clean.clone();
+      auto start = o.random_start()      ? detail::random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max())
+                   : o.start_noise() > 0 ? detail::project(o.norm(), clean + o.start_noise() * torch::randn_like(clean),
+                                                           clean, o.epsilon(), o.clip_min(), o.clip_max())
+                                         : clean.clone();
       auto x_adv = detail::projected_ascent(model, clean, std::move(start), objective, settings);
       if (o.restarts() == 1) return x_adv.detach();
       const auto loss = detail::loss_only(model, x_adv, objective);

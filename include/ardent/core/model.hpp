@@ -21,13 +21,25 @@ template <typename T>
 struct is_shared_ptr : std::false_type {};
 template <typename T>
 struct is_shared_ptr<std::shared_ptr<T>> : std::true_type {};
+
+// A trait, not a concept conjunction: naming M::ContainedType inside a concept's normal form
+// is a hard error for types without it.
+template <typename M, typename = void>
+struct is_module_holder : std::false_type {};
+template <typename M>
+struct is_module_holder<M, std::void_t<typename M::ContainedType>>
+    : std::is_base_of<torch::nn::ModuleHolder<typename M::ContainedType>, M> {};
 }  // namespace detail
+
+/// A TORCH_MODULE type (torch::nn::ModuleHolder<Impl>).
+template <typename M>
+concept IsModuleHolder = detail::is_module_holder<M>::value;
 
 /// A C++ frontend module reached through `->`: a ModuleHolder or a shared_ptr to a Module.
 template <typename M>
-concept ModulePointer = (std::derived_from<M, torch::nn::ModuleHolder<typename M::ContainedType>> ||
-                         detail::is_shared_ptr<M>::value) &&
-                        std::derived_from<std::remove_cvref_t<decltype(*std::declval<M&>())>, torch::nn::Module>;
+concept ModulePointer = (IsModuleHolder<M> || detail::is_shared_ptr<M>::value) && requires(M& model) {
+  requires std::derived_from<std::remove_cvref_t<decltype(*model)>, torch::nn::Module>;
+};
 
 /// ... whose forward maps one tensor to one tensor.
 template <typename M>

@@ -1,0 +1,110 @@
+#pragma once
+// Adversarial training of a (teacher) model, the baselines of the ARD paper:
+//
+//   Madry et al., ICLR 2018:  min E[ CE(f(x'), y) ],  x' = argmax_{B(x, eps)} CE(f(x'), y)
+//   TRADES (Zhang et al., ICML 2019):
+//                             min E[ CE(f(x), y) + beta * KL(f(x) || f(x')) ],
+//                             x' = argmax_{B(x, eps)} KL(f(x) || f(x')), started at x + 0.001 N(0, 1)
+//
+// (for TRADES, build the attack with PGDOptions(eps).random_start(false).start_noise(0.001), as
+// make_trades_trainer does). The attack runs with the model in eval mode, the loss in train mode.
+
+#include "ardent/core/attack.hpp"
+#include "ardent/core/mode_guard.hpp"
+#include "ardent/distill/fit.hpp"
+#include "ardent/distill/options.hpp"
+
+namespace ardent {
+
+enum class AdversarialTraining { Madry, TRADES };
+
+struct AdversarialTrainerOptions {
+  TORCH_ARG(AdversarialTraining, method) = AdversarialTraining::Madry;
+  /// TRADES' trade-off between accuracy and robustness.
+  TORCH_ARG(double, beta) = 6.0;
+};
+
+namespace recipes {
+inline AdversarialTrainerOptions madry() { return AdversarialTrainerOptions().method(AdversarialTraining::Madry); }
+inline AdversarialTrainerOptions trades(double beta = 6.0) {
+  check_non_negative("ardent::recipes::trades", "beta", beta);
+  return AdversarialTrainerOptions().method(AdversarialTraining::TRADES).beta(beta);
+}
+}  // namespace recipes
+
+template <Model M, typename AttackPolicy>
+class AdversarialTrainer {
+  static_assert(Attack<AttackPolicy, M>,
+                "ardent::AdversarialTrainer: the attack policy is not an ardent::Attack for this model: it needs a "
+                "member perturb(model, x, labels) returning torch::Tensor");
+
+ public:
+  AdversarialTrainer(M model, AttackPolicy attack, AdversarialTrainerOptions options = recipes::madry())
+      : model_(std::move(model)), attack_(std::move(attack)), options_(options) {
+    check_non_negative("ardent::AdversarialTrainer", "beta", options_.beta());
+  }
+
+  StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer) {
+    constexpr std::string_view name = "ardent::AdversarialTrainer::step";
+    check_input_batch(name, "x", x, -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity());
+    check_labels(name, "labels", y, x.size(0));
+    StepResult result;
+    result.batch_size = x.size(0);
+    torch::Tensor loss;
+    if (options_.method() == AdversarialTraining::Madry) {
+      const auto x_adv = attack_.perturb(model_, x, y);
+      loss = torch::nn::functional::cross_entropy(forward(model_, x_adv), y);
+      result.cross_entropy = loss.template item<double>();
+    } else {
+      torch::Tensor clean_logits;
+      {
+        torch::NoGradGuard no_grad;
+        const ModeGuard eval(model_);
+        clean_logits = forward(model_, x);
+      }
+      torch::Tensor x_adv;
+      if constexpr (requires { attack_.perturb(model_, x, objectives::KLDivergence{clean_logits}); }) {
+        x_adv = attack_.perturb(model_, x, objectives::KLDivergence{clean_logits});
+      } else {
+        fail_argument("ardent::AdversarialTrainer", "attack",
+                      "accepts labels only, expected an attack that maximises an objective, which TRADES needs");
+      }
+      const auto logits = forward(model_, x);
+      const auto ce = torch::nn::functional::cross_entropy(logits, y);
+      const auto log_p_clean = torch::log_softmax(logits, 1);
+      const auto kl = (log_p_clean.exp() * (log_p_clean - torch::log_softmax(forward(model_, x_adv), 1))).sum(1).mean();
+      loss = ce + options_.beta() * kl;
+      result.cross_entropy = ce.template item<double>();
+      result.adversarial_distill = options_.beta() * kl.template item<double>();
+    }
+    optimizer.zero_grad();
+    loss.backward();
+    optimizer.step();
+    result.loss = loss.template item<double>();
+    return result;
+  }
+
+  template <typename Loader, typename... Callbacks>
+  FitSummary fit(Loader& loader, torch::optim::Optimizer& optimizer, int64_t epochs, Callbacks&&... callbacks) {
+    return ardent::fit(*this, loader, optimizer, epochs, std::forward<Callbacks>(callbacks)...);
+  }
+
+  std::vector<torch::Tensor> parameters() { return ardent::parameters(model_); }
+  void train(bool on = true) {
+    if constexpr (ScriptModule<M>) {
+      model_.train(on);
+    } else {
+      model_->train(on);
+    }
+  }
+  void eval() { train(false); }
+  M& model() { return model_; }
+  const AdversarialTrainerOptions& options() const { return options_; }
+
+ private:
+  M model_;
+  AttackPolicy attack_;
+  AdversarialTrainerOptions options_;
+};
+
+}  // namespace ardent

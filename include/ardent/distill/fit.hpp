@@ -1,0 +1,120 @@
+#pragma once
+// ardent::fit: epochs over a data loader for anything with step(x, y, optimizer) -> StepResult
+// (the Distiller, the AdversarialTrainer), with callbacks in ensmallen's style. A callback is any
+// object with some of these members, detected at compile time:
+//
+//   on_epoch_begin(trainer, epoch)
+//   on_batch_end(trainer, batch, const StepResult&)
+//   on_epoch_end(trainer, epoch, const EpochSummary&)
+//
+// each returning void or bool; returning true stops training (after the current batch or epoch).
+// A loader yields batches as torch::data::Example<> (stacked), std::vector<Example<>> (torch's
+// default), or std::pair<Tensor, Tensor>.
+
+#include "ardent/distill/options.hpp"
+
+#include <tuple>
+#include <utility>
+
+namespace ardent {
+
+struct EpochSummary {
+  int64_t epoch = 0;
+  int64_t batches = 0;
+  int64_t samples = 0;
+  double mean_loss = 0;  // weighted by batch size
+};
+
+struct FitSummary {
+  int64_t epochs_completed = 0;
+  bool stopped_early = false;
+  std::vector<EpochSummary> epochs;
+};
+
+namespace detail {
+
+inline std::pair<torch::Tensor, torch::Tensor> as_batch(const torch::data::Example<>& example) {
+  return {example.data, example.target};
+}
+inline std::pair<torch::Tensor, torch::Tensor> as_batch(const std::vector<torch::data::Example<>>& examples) {
+  std::vector<torch::Tensor> data;
+  std::vector<torch::Tensor> targets;
+  for (const auto& e : examples) {
+    data.push_back(e.data);
+    targets.push_back(e.target);
+  }
+  return {torch::stack(data), torch::stack(targets)};
+}
+inline std::pair<torch::Tensor, torch::Tensor> as_batch(const std::pair<torch::Tensor, torch::Tensor>& batch) {
+  return batch;
+}
+
+/// Calls the hook if the callback has it; true when it asks to stop.
+template <typename Hook>
+bool stops(Hook&& hook) {
+  if constexpr (std::is_same_v<decltype(hook()), bool>) {
+    return hook();
+  } else {
+    hook();
+    return false;
+  }
+}
+
+template <typename Trainer, typename Callback>
+bool epoch_begin(Callback& c, Trainer& trainer, int64_t epoch) {
+  if constexpr (requires { c.on_epoch_begin(trainer, epoch); }) {
+    return stops([&] { return c.on_epoch_begin(trainer, epoch); });
+  }
+  return false;
+}
+template <typename Trainer, typename Callback>
+bool batch_end(Callback& c, Trainer& trainer, int64_t batch, const StepResult& r) {
+  if constexpr (requires { c.on_batch_end(trainer, batch, r); }) {
+    return stops([&] { return c.on_batch_end(trainer, batch, r); });
+  }
+  return false;
+}
+template <typename Trainer, typename Callback>
+bool epoch_end(Callback& c, Trainer& trainer, int64_t epoch, const EpochSummary& s) {
+  if constexpr (requires { c.on_epoch_end(trainer, epoch, s); }) {
+    return stops([&] { return c.on_epoch_end(trainer, epoch, s); });
+  }
+  return false;
+}
+
+}  // namespace detail
+
+/// Trains `trainer` for `epochs` passes over `loader`; every callback sees every event (none is
+/// skipped when an earlier one asks to stop).
+template <typename Trainer, typename Loader, typename... Callbacks>
+FitSummary fit(Trainer& trainer, Loader& loader, torch::optim::Optimizer& optimizer, int64_t epochs,
+               Callbacks&&... callbacks) {
+  check_non_negative("ardent::fit", "epochs", static_cast<double>(epochs));
+  FitSummary summary;
+  auto all = [&](auto&& event) { return (false | ... | event(callbacks)); };
+  trainer.train();
+  for (int64_t epoch = 0; epoch < epochs && !summary.stopped_early; ++epoch) {
+    if (all([&](auto& c) { return detail::epoch_begin(c, trainer, epoch); })) {
+      summary.stopped_early = true;
+      break;
+    }
+    EpochSummary e{epoch, 0, 0, 0.0};
+    double loss_sum = 0;
+    for (auto&& batch : loader) {
+      const auto [x, y] = detail::as_batch(batch);
+      const StepResult r = trainer.step(x, y, optimizer);
+      loss_sum += r.loss * static_cast<double>(r.batch_size);
+      e.samples += r.batch_size;
+      if (all([&](auto& c) { return detail::batch_end(c, trainer, e.batches, r); })) summary.stopped_early = true;
+      ++e.batches;
+      if (summary.stopped_early) break;
+    }
+    e.mean_loss = e.samples > 0 ? loss_sum / static_cast<double>(e.samples) : 0.0;
+    summary.epochs.push_back(e);
+    if (!summary.stopped_early) ++summary.epochs_completed;
+    if (all([&](auto& c) { return detail::epoch_end(c, trainer, epoch, e); })) summary.stopped_early = true;
+  }
+  return summary;
+}
+
+}  // namespace ardent
