@@ -1,5 +1,6 @@
 #pragma once
 // Catch2 v2 or v3, behind one include.
+#include "test_config.hpp"
 #ifdef ARDENT_CATCH3
 #include <catch2/catch_all.hpp>
 using Catch::Matchers::ContainsSubstring;
