@@ -9,6 +9,16 @@
 
 namespace ardent {
 
+/// Sets the training flag of a model and all its submodules.
+template <Model M>
+void train_module(M& model, bool on) {
+  if constexpr (ScriptModule<M>) {
+    model.train(on);
+  } else {
+    model->train(on);
+  }
+}
+
 class ModeGuard {
  public:
   /// Puts `model` in eval mode (eval = true) or leaves every flag as it is (eval = false); the

@@ -90,13 +90,7 @@ class AdversarialTrainer {
   }
 
   std::vector<torch::Tensor> parameters() { return ardent::parameters(model_); }
-  void train(bool on = true) {
-    if constexpr (ScriptModule<M>) {
-      model_.train(on);
-    } else {
-      model_->train(on);
-    }
-  }
+  void train(bool on = true) { train_module(model_, on); }
   void eval() { train(false); }
   M& model() { return model_; }
   const AdversarialTrainerOptions& options() const { return options_; }

@@ -51,6 +51,12 @@ concept HasEvalModeOption = requires(const A& attack) {
   { attack.options().eval_mode() } -> std::convertible_to<bool>;
 };
 
+template <typename A>
+concept HasPixelBox = requires(const A& attack) {
+  { attack.options().clip_min() } -> std::convertible_to<double>;
+  { attack.options().clip_max() } -> std::convertible_to<double>;
+};
+
 template <typename T>
 concept HasTrainMode = requires(T& target) { target.train(true); };
 
@@ -69,8 +75,8 @@ class Distiller {
                 "ardent::Distiller: the loss policy is not an ardent::DistillLoss: it needs a call operator "
                 "loss(student_view, teacher_view) returning a scalar torch::Tensor (see docs/losses.md)");
   static_assert(LossAccepts<LossPolicy, typename TargetPolicy::View>,
-                "ardent::Distiller: this loss cannot compare the views of this soft target. KL and CE compare "
-                "class distributions and cannot be used with targets::Features: use ardent::losses::MSE");
+                "ardent::Distiller: the loss has no call operator for the views of this soft target. KL and CE "
+                "compare class distributions and cannot be used with targets::Features: use ardent::losses::MSE");
 
  public:
   using View = typename TargetPolicy::View;
@@ -97,7 +103,11 @@ class Distiller {
   /// One training step on the batch (x, y); returns the loss and its terms.
   StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer) {
     constexpr std::string_view name = "ardent::Distiller::step";
-    check_input_batch(name, "x", x, -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity());
+    if constexpr (detail::HasPixelBox<AttackPolicy>) {
+      check_input_batch(name, "x", x, attack_.options().clip_min(), attack_.options().clip_max());
+    } else {
+      check_input_batch(name, "x", x, -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity());
+    }
     check_labels(name, "labels", y, x.size(0), num_classes(x));
 
     const auto& o = options_;
@@ -184,11 +194,7 @@ class Distiller {
 
   /// Student (and connector) mode; the teacher stays in eval mode whatever this says.
   void train(bool on = true) {
-    if constexpr (ScriptModule<Student>) {
-      student_.train(on);
-    } else {
-      student_->train(on);
-    }
+    train_module(student_, on);
     if constexpr (detail::HasTrainMode<TargetPolicy>) target_.train(on);
   }
   void eval() { train(false); }
@@ -204,6 +210,7 @@ class Distiller {
   /// x' from the attack, maximising the recipe's objective, with the student in the recipe's mode.
   torch::Tensor make_adversarial(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& teacher_logits) {
     const ModeGuard student_mode(student_, /*eval=*/options_.attack_mode() == AttackMode::Eval);
+    if (options_.attack_mode() == AttackMode::Train) train_module(student_, true);
     switch (options_.attack_objective()) {
       case AttackObjective::StudentCrossEntropy:
         return attack_.perturb(student_, x, y);
@@ -229,6 +236,12 @@ class Distiller {
   /// The class count, checked once to agree between teacher and student.
   int64_t num_classes(const torch::Tensor& x) {
     if (num_classes_ == 0) {
+      for (const auto& [role, device] : {std::pair{"teacher", device_of(teacher_)}, std::pair{"student", device_of(student_)}}) {
+        if (device && *device != x.device()) {
+          fail_argument("ardent::Distiller::step", "x",
+                        fmt::format("is on device {}, expected the {}'s device {}", x.device().str(), role, device->str()));
+        }
+      }
       torch::NoGradGuard no_grad;
       const ModeGuard teacher_mode(teacher_);
       const ModeGuard student_mode(student_);

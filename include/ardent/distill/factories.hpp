@@ -23,6 +23,8 @@ template <Model Teacher, Model Student>
 using KD = Distiller<Teacher, Student, attacks::None, losses::KL, targets::Logits>;
 template <Model M>
 using MadryTrainer = AdversarialTrainer<M, attacks::PGD>;
+template <Model M>
+using TradesTrainer = AdversarialTrainer<M, attacks::PGD>;
 
 /// The CIFAR-10 budget of the ARD, RSLAD and AdaAD papers: 10 steps of 2/255 within 8/255 (Linf).
 inline attacks::PGDOptions paper_pgd() { return attacks::PGDOptions(8.0 / 255).step_size(2.0 / 255).steps(10); }
@@ -76,7 +78,7 @@ MadryTrainer<M> make_madry_trainer(M model, attacks::PGDOptions attack = paper_p
 
 /// TRADES with the attack started at x + 0.001 N(0, 1).
 template <Model M>
-MadryTrainer<M> make_trades_trainer(M model, double beta = 6.0, attacks::PGDOptions attack = paper_pgd()) {
+TradesTrainer<M> make_trades_trainer(M model, double beta = 6.0, attacks::PGDOptions attack = paper_pgd()) {
   return {std::move(model), attacks::PGD(attack.random_start(false).start_noise(0.001)), recipes::trades(beta)};
 }
 

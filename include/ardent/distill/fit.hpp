@@ -52,8 +52,8 @@ inline std::pair<torch::Tensor, torch::Tensor> as_batch(const std::pair<torch::T
 /// Calls the hook if the callback has it; true when it asks to stop.
 template <typename Hook>
 bool stops(Hook&& hook) {
-  if constexpr (std::is_same_v<decltype(hook()), bool>) {
-    return hook();
+  if constexpr (!std::is_void_v<decltype(hook())>) {
+    return static_cast<bool>(hook());
   } else {
     hook();
     return false;

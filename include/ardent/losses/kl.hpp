@@ -31,8 +31,6 @@ class KL {
 
   const KLOptions& options() const { return options_; }
 
-  /// Marks a loss that compares class distributions (used to reject targets::Features with a clear message).
-  static constexpr bool compares_distributions = true;
 
   torch::Tensor operator()(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits) const {
     return compute(student_logits, teacher_logits);

@@ -12,7 +12,6 @@ namespace ardent::losses {
 
 class MSE {
  public:
-  static constexpr bool compares_distributions = false;
 
   torch::Tensor operator()(const torch::Tensor& student, const torch::Tensor& teacher) const {
     check_shapes(student, teacher);

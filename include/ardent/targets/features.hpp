@@ -55,8 +55,8 @@ using StagePairs = std::vector<std::pair<std::string, std::string>>;
 struct FeaturesOptions {
   /// Shape of one input sample, e.g. {1, 28, 28}: the probe that sizes the connectors.
   TORCH_ARG(std::vector<int64_t>, input_shape) = {};
-  /// (student stage, teacher stage) pairs; empty: pair the last k stages of each, in name order,
-  /// k = the smaller stage count.
+  /// (student stage, teacher stage) pairs; empty: every stage name the two models share (models
+  /// with different stage names must name their pairs).
   TORCH_ARG(StagePairs, pairs) = {};
 };
 
@@ -80,7 +80,9 @@ class Features {
     std::vector<int64_t> probe_shape{2};
     probe_shape.insert(probe_shape.end(), options_.input_shape().begin(), options_.input_shape().end());
     const auto device = device_of(student).value_or(torch::Device(torch::kCPU));
-    const auto probe = torch::zeros(probe_shape, torch::TensorOptions().device(device));
+    const auto parameters = ardent::parameters(student);
+    const auto dtype = parameters.empty() ? torch::kFloat32 : parameters.front().scalar_type();
+    const auto probe = torch::zeros(probe_shape, torch::TensorOptions().device(device).dtype(dtype));
     std::map<std::string, torch::Tensor> teacher_stages;
     std::map<std::string, torch::Tensor> student_stages;
     {
@@ -92,11 +94,14 @@ class Features {
     }
     pairs_ = options_.pairs();
     if (pairs_.empty()) {
-      const std::size_t k = std::min(teacher_stages.size(), student_stages.size());
-      TORCH_CHECK(k > 0, name, ": the models' features(x) returned no stages");
-      auto s = std::prev(student_stages.end(), static_cast<std::ptrdiff_t>(k));
-      auto t = std::prev(teacher_stages.end(), static_cast<std::ptrdiff_t>(k));
-      for (; s != student_stages.end(); ++s, ++t) pairs_.emplace_back(s->first, t->first);
+      for (const auto& entry : student_stages) {
+        if (teacher_stages.contains(entry.first)) pairs_.emplace_back(entry.first, entry.first);
+      }
+      if (pairs_.empty()) {
+        fail_argument(name, "pairs",
+                      "is empty and the models share no stage name, expected (student stage, teacher stage) pairs, "
+                      "e.g. FeaturesOptions().pairs({{\"stage7\", \"layer4\"}})");
+      }
     }
     connectors_ = torch::nn::ModuleList();
     connector_of_pair_.clear();
@@ -115,7 +120,7 @@ class Features {
       torch::nn::Sequential connector(
           torch::nn::Conv2d(torch::nn::Conv2dOptions(fs.size(1), ft.size(1), 1).bias(false)),
           torch::nn::BatchNorm2d(ft.size(1)));
-      connector->to(device);
+      connector->to(device, fs.scalar_type());
       connectors_->push_back(connector);
     }
   }
@@ -176,7 +181,8 @@ class Features {
 
   FeaturesOptions options_;
   StagePairs pairs_;
-  // Shared by copies of this policy: the connectors are trained once, whoever holds the policy.
+  // Copies made after bind() share the connectors (the Distiller holds the bound copy: reach it
+  // with distiller.target()).
   torch::nn::ModuleList connectors_{nullptr};
   std::vector<int64_t> connector_of_pair_;
   std::vector<std::vector<int64_t>> teacher_spatial_size_;

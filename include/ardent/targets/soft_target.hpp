@@ -8,6 +8,8 @@
 //   bind(teacher, student)      called once when the Distiller is built (create connectors, ...)
 //   parameters()                trainable tensors the optimizer must update with the student's
 //   view_from_logits(logits)    derives the view from logits already computed, saving a forward
+//   train(on)                   follows the student's train/eval mode (connectors with BatchNorm)
+// View must be default-constructible and copyable.
 
 #include "ardent/core/model.hpp"
 
