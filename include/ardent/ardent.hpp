@@ -6,13 +6,21 @@
 #include "ardent/core/mode_guard.hpp"
 #include "ardent/core/model.hpp"
 #include "ardent/core/objectives.hpp"
+#include "ardent/core/targeted_dlr.hpp"
 
+#include "ardent/attacks/apgd.hpp"
 #include "ardent/attacks/bim.hpp"
+#include "ardent/attacks/cw.hpp"
+#include "ardent/attacks/cw_linf.hpp"
 #include "ardent/attacks/fgsm.hpp"
 #include "ardent/attacks/mifgsm.hpp"
 #include "ardent/attacks/none.hpp"
 #include "ardent/attacks/pgd.hpp"
 
+#include "ardent/eval/evaluate.hpp"
+#include "ardent/eval/report.hpp"
+
+#include "ardent/data/cifar.hpp"
 #include "ardent/data/mnist.hpp"
 #include "ardent/models/mobilenet_v2.hpp"
 #include "ardent/models/resnet.hpp"

@@ -1,0 +1,154 @@
+// evaluate: clean and robust accuracy of a classifier under a suite of strong attacks, with the
+// worst case over the suite (the AutoAttack protocol: each attack runs on the points every earlier
+// one failed on). See docs/evaluation.md.
+//
+//   evaluate --model model.pt --suite autoattack-lite --epsilon 0.1            Fashion-MNIST, TorchScript
+//   evaluate --checkpoint small_cnn.pt --suite all --limit 1000 --json r.json  a SmallCNN saved with torch::save
+//   evaluate --model cifar.pt --dataset cifar10 --data cifar-10-batches-bin --epsilon 0.0314
+//
+// Run `evaluate --help` for every option.
+#include <ardent/ardent.hpp>
+#include <ardent/data/cifar.hpp>
+#include <ardent/eval/evaluate.hpp>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+
+#include <map>
+#include <thread>
+
+namespace {
+
+struct Settings {
+  std::string model_path;
+  std::string checkpoint_path;
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;
+  std::string suite = "autoattack-lite";
+  std::string json_path;
+  int width = 16;
+  double epsilon = 0.1;
+  int steps = 0;
+  int64_t limit = 0;
+  int64_t batch_size = 256;
+  int64_t progress_every = 0;
+  int threads = static_cast<int>(std::thread::hardware_concurrency());
+  uint64_t seed = 0;
+};
+
+std::vector<ardent::eval::Preset> make_suite(const Settings& s) {
+  namespace ev = ardent::eval;
+  const double eps = s.epsilon;
+  const int64_t pgd_steps = s.steps > 0 ? s.steps : 20;
+  const int64_t apgd_steps = s.steps > 0 ? s.steps : 100;
+  if (s.suite == "pgd") return {ev::pgd(eps, pgd_steps)};
+  if (s.suite == "cw-linf") return {ev::cw_linf(eps, pgd_steps)};
+  if (s.suite == "apgd-ce") return {ev::apgd_ce(eps, apgd_steps)};
+  if (s.suite == "apgd-t") return {ev::apgd_t(eps, apgd_steps)};
+  if (s.suite == "autoattack-lite") return ev::autoattack_lite(eps, ardent::Norm::Linf, apgd_steps);
+  // all: the weaker attacks first, so the stronger ones run only on what is left.
+  return {ev::pgd(eps, pgd_steps), ev::cw_linf(eps, pgd_steps), ev::apgd_ce(eps, apgd_steps),
+          ev::apgd_t(eps, apgd_steps)};
+}
+
+template <ardent::Model M>
+int run(M& model, const torch::Tensor& x, const torch::Tensor& y, const Settings& s) {
+  const auto suite = make_suite(s);
+  fmt::print("{} test images, suite '{}' ({} attacks), Linf epsilon {}\n\n", x.size(0), s.suite, suite.size(),
+             s.epsilon);
+  std::fflush(stdout);
+  const auto report = ardent::evaluate(model, x, y, suite,
+                                       ardent::EvalOptions().batch_size(s.batch_size).progress_every(s.progress_every));
+  fmt::print("{}", report);
+  if (!s.json_path.empty()) {
+    report.write_json(s.json_path);
+    fmt::print("report written to {}\n", s.json_path);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  CLI::App app{"Robust accuracy of a classifier under CW-Linf, PGD, APGD-CE and APGD-T (AutoAttack protocol)"};
+  auto* model_opt =
+      app.add_option("--model", s.model_path, "TorchScript classifier (inputs in [0, 1])")->check(CLI::ExistingFile);
+  auto* checkpoint_opt = app.add_option("--checkpoint", s.checkpoint_path,
+                                        "ardent::models::SmallCNN saved with torch::save (Fashion-MNIST only)")
+                             ->check(CLI::ExistingFile)
+                             ->excludes(model_opt);
+  app.add_option("--width", s.width, "Width of the SmallCNN checkpoint")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--dataset", s.dataset, "fashion-mnist (IDX files) or cifar10 (binary version)")
+      ->check(CLI::IsMember({"fashion-mnist", "cifar10"}))
+      ->capture_default_str();
+  app.add_option("--data", s.data_dir,
+                 "Directory of the data files (default for fashion-mnist: " +
+                     ardent::data::kFashionMNISTDirectory.string() + ")")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--suite", s.suite, "pgd, cw-linf, apgd-ce, apgd-t, autoattack-lite or all")
+      ->check(CLI::IsMember({"pgd", "cw-linf", "apgd-ce", "apgd-t", "autoattack-lite", "all"}))
+      ->capture_default_str();
+  app.add_option("--epsilon", s.epsilon, "Linf radius")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--steps", s.steps, "Steps per attack (0: 20 for PGD and CW-Linf, 100 for APGD)")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  app.add_option("--limit", s.limit, "Evaluate only the first N test images (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--batch-size", s.batch_size, "Images per batch")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--progress", s.progress_every, "Print progress to stderr every N batches (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--json", s.json_path, "Write the report as JSON to this file");
+  app.add_option("--threads", s.threads, "LibTorch threads (default: all cores)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--seed", s.seed, "Random seed (random starts)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (!*model_opt && !*checkpoint_opt) throw CLI::RequiredError("--model or --checkpoint");
+    torch::set_num_threads(s.threads);
+    torch::manual_seed(s.seed);
+    fmt::print("ardent evaluate: LibTorch {}, {} threads\n", TORCH_VERSION, torch::get_num_threads());
+
+    torch::Tensor x;
+    torch::Tensor y;
+    if (s.dataset == "cifar10") {
+      if (s.data_dir.empty()) throw std::invalid_argument("--dataset cifar10 needs --data DIR (cifar-10-batches-bin)");
+      if (*checkpoint_opt) throw std::invalid_argument("--checkpoint is a 1x28x28 SmallCNN; use --model for CIFAR-10");
+      const ardent::data::CIFAR10 test(s.data_dir, ardent::data::CIFAR10::Split::Test);
+      x = test.images();
+      y = test.labels();
+    } else {
+      const std::filesystem::path directory = s.data_dir.empty() ? ardent::data::kFashionMNISTDirectory
+                                                                 : std::filesystem::path(s.data_dir);
+      const ardent::data::MNIST test(directory, ardent::data::MNIST::Split::Test);
+      x = test.images();
+      y = test.labels();
+    }
+    if (s.limit > 0 && s.limit < x.size(0)) {
+      x = x.slice(0, 0, s.limit);
+      y = y.slice(0, 0, s.limit);
+    }
+    if (*model_opt) {
+      auto model = torch::jit::load(s.model_path);
+      model.eval();
+      fmt::print("model: TorchScript {}\n", s.model_path);
+      return run(model, x, y, s);
+    }
+    ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(s.width));
+    torch::load(model, s.checkpoint_path);
+    model->eval();
+    fmt::print("model: SmallCNN (width {}) from {}\n", s.width, s.checkpoint_path);
+    return run(model, x, y, s);
+  } catch (const CLI::Error& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "evaluate: {}\n", e.what());
+    return 1;
+  }
+}

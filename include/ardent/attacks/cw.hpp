@@ -1,0 +1,183 @@
+#pragma once
+// Carlini and Wagner's L2 attack ("Towards Evaluating the Robustness of Neural Networks",
+// IEEE S&P 2017, arXiv:1608.04644). With x' = lo + (tanh(w) + 1) / 2 * (hi - lo), Adam minimises
+// over w, per sample,
+//
+//   ||x' - x||_2^2 + c * f(x'),   f = max(Z_y - max_{i != y} Z_i, -kappa)        (untargeted)
+//                                 f = max(max_{i != t} Z_i - Z_t, -kappa)        (targeted)
+//
+// The tanh change of variables keeps x' in the box without clipping. w starts at
+// atanh((2 (x - lo) / (hi - lo) - 1) * (1 - 1e-6)): the shrink keeps pixels at exactly lo or hi
+// at a finite w where the gradient of tanh is not zero, so they can still move.
+// Each sample keeps the adversarial point of smallest L2 distance found; one never made
+// adversarial comes back unchanged. binary_search_steps(n) > 1 searches c per sample: tenfold
+// while no adversarial is found, bisection between the largest failing and the smallest
+// succeeding c once one is.
+
+#include "ardent/attacks/detail/gradient.hpp"
+
+#include <limits>
+#include <type_traits>
+
+namespace ardent::attacks {
+
+struct CWOptions {
+  /// Initial weight of the margin term (the constant searched by binary search).
+  TORCH_ARG(double, c) = 1.0;
+  /// Confidence: the margin the adversarial must reach (0: just misclassified).
+  TORCH_ARG(double, kappa) = 0.0;
+  /// Adam steps per value of c.
+  TORCH_ARG(int64_t, steps) = 50;
+  /// Adam's learning rate (betas 0.9, 0.999, eps 1e-8).
+  TORCH_ARG(double, lr) = 0.01;
+  /// Values of c tried per sample; 1 uses c alone.
+  TORCH_ARG(int64_t, binary_search_steps) = 1;
+  /// Stop a run of Adam when the total loss has not fallen by 0.01% over a tenth of the steps.
+  TORCH_ARG(bool, abort_early) = true;
+  TORCH_ARG(double, clip_min) = 0.0;
+  TORCH_ARG(double, clip_max) = 1.0;
+  TORCH_ARG(bool, eval_mode) = true;
+};
+
+namespace detail {
+template <typename>
+inline constexpr bool cw_rejects_objective = false;
+}  // namespace detail
+
+class CW {
+ public:
+  CW() : CW(CWOptions()) {}
+  explicit CW(CWOptions options) : options_(options) {
+    constexpr std::string_view name = "ardent::attacks::CW";
+    check_box(name, options_.clip_min(), options_.clip_max());
+    check_non_negative(name, "c", options_.c());
+    check_non_negative(name, "kappa", options_.kappa());
+    check_positive(name, "lr", options_.lr());
+    check_non_negative(name, "steps", static_cast<double>(options_.steps()));
+    if (options_.binary_search_steps() < 1) {
+      fail_argument(name, "binary_search_steps",
+                    fmt::format("is {}, expected at least 1", options_.binary_search_steps()));
+    }
+  }
+
+  const CWOptions& options() const { return options_; }
+
+  /// The term Adam minimises besides the distance, per sample:
+  /// max(Z_y - max_{i != y} Z_i, -kappa), or for targets t max(max_{i != t} Z_i - Z_t, -kappa).
+  /// The other classes' maximum masks the class with -inf, which stays right when every logit is negative.
+  static torch::Tensor margin(const torch::Tensor& logits, const torch::Tensor& classes, double kappa,
+                              bool targeted = false) {
+    const auto own = objectives::detail::true_logit(logits, classes);
+    const auto other = objectives::detail::max_other_logit(logits, classes);
+    return (targeted ? other - own : own - other).clamp_min(-kappa);
+  }
+
+  /// `goal`: labels (untargeted) or ardent::Targeted{targets}.
+  template <Model M, AttackGoal G>
+  torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
+    static_assert(std::same_as<G, torch::Tensor> || std::same_as<G, Targeted> || detail::cw_rejects_objective<G>,
+                  "ardent::attacks::CW minimises the Carlini-Wagner margin of labels or ardent::Targeted{targets}; "
+                  "an arbitrary objective has no notion of success for its smallest-distance search. Use "
+                  "ardent::attacks::PGD or ardent::attacks::APGD to maximise an objective.");
+    constexpr bool targeted = std::same_as<G, Targeted>;
+    const auto& o = options_;
+    detail::check_call("ardent::attacks::CW", model, x, goal, o.clip_min(), o.clip_max());
+    detail::AttackScope scope(model, o.eval_mode());
+    const auto clean = detail::attack_copy(x);
+    torch::Tensor classes;
+    if constexpr (targeted) {
+      classes = goal.targets.clone();
+    } else {
+      classes = goal.clone();
+    }
+    const int64_t batch = clean.size(0);
+    const double lo = o.clip_min();
+    const double range = o.clip_max() - o.clip_min();
+    const auto double_options = clean.options().dtype(torch::kDouble);
+
+    // Adversarial when the goal is reached with margin kappa; at kappa 0 this is exactly
+    // argmax != y (untargeted) or argmax == t (targeted).
+    const auto adversarial = [&](const torch::Tensor& logits) {
+      const auto own = objectives::detail::true_logit(logits, classes);
+      const auto other = objectives::detail::max_other_logit(logits, classes);
+      const auto predicted = logits.argmax(1);
+      if constexpr (targeted) {
+        return predicted.eq(classes).logical_and(own - other >= o.kappa());
+      } else {
+        return predicted.ne(classes).logical_and(other - own >= o.kappa());
+      }
+    };
+
+    // A sample adversarial already is its own best answer, at distance 0.
+    auto best_l2 = torch::full({batch}, std::numeric_limits<double>::infinity(), double_options);
+    auto best = clean.clone();
+    {
+      torch::NoGradGuard no_grad;
+      const auto logits = forward(model, clean);
+      check_labels("ardent::attacks::CW", targeted ? "targets" : "labels", classes, batch, logits.size(1));
+      const auto already = adversarial(logits);
+      best_l2.masked_fill_(already, 0.0);
+    }
+
+    const auto w_start = ((clean - lo) / range * 2 - 1).mul(1 - 1e-6).atanh();
+    auto c = torch::full({batch}, o.c(), double_options);
+    auto lower = torch::zeros({batch}, double_options);
+    auto upper = torch::full({batch}, 1e10, double_options);
+    constexpr double beta1 = 0.9;
+    constexpr double beta2 = 0.999;
+    constexpr double adam_eps = 1e-8;
+    const int64_t check_every = std::max<int64_t>(o.steps() / 10, 1);
+
+    for (int64_t search = 0; search < o.binary_search_steps(); ++search) {
+      auto w = w_start.clone();
+      auto m = torch::zeros_like(w);
+      auto v = torch::zeros_like(w);
+      auto succeeded = torch::zeros({batch}, torch::kBool);
+      const auto c_input = c.to(clean.scalar_type());
+      double previous = std::numeric_limits<double>::infinity();
+      for (int64_t step = 0; step < o.steps(); ++step) {
+        auto w_var = w.detach().requires_grad_(true);
+        const auto x_adv = lo + (w_var.tanh() + 1) / 2 * range;
+        const auto logits = forward(model, x_adv);
+        const auto l2_squared = (x_adv - clean).pow(2).flatten(1).sum(1);
+        const auto loss = l2_squared + c_input * margin(logits, classes, o.kappa(), targeted);
+        const auto total = loss.sum();
+        const auto gradient = torch::autograd::grad({total}, {w_var})[0];
+
+        torch::NoGradGuard no_grad;
+        const auto is_adversarial = adversarial(logits.detach());
+        const auto l2 = l2_squared.detach().sqrt().to(torch::kDouble);
+        const auto improved = is_adversarial.logical_and(l2 < best_l2);
+        best_l2 = torch::where(improved, l2, best_l2);
+        best = torch::where(detail::per_sample(improved, clean), x_adv.detach(), best);
+        succeeded.logical_or_(is_adversarial);
+
+        const double t = static_cast<double>(step + 1);
+        m.mul_(beta1).add_(gradient, 1 - beta1);
+        v.mul_(beta2).addcmul_(gradient, gradient, 1 - beta2);
+        const auto m_hat = m / (1 - std::pow(beta1, t));
+        const auto v_hat = v / (1 - std::pow(beta2, t));
+        w = w - o.lr() * m_hat / (v_hat.sqrt() + adam_eps);
+
+        if (o.abort_early() && (step + 1) % check_every == 0) {
+          const double current = total.template item<double>();
+          if (current > previous * 0.9999) break;
+          previous = current;
+        }
+      }
+      // Per sample: success bounds c from above, failure from below.
+      upper = torch::where(succeeded, torch::minimum(upper, c), upper);
+      lower = torch::where(succeeded, lower, torch::maximum(lower, c));
+      c = torch::where(upper < 1e9, (lower + upper) / 2, c * 10);
+    }
+    return torch::where(detail::per_sample(best_l2.isfinite(), clean), best, clean).detach();
+  }
+
+ private:
+  CWOptions options_;
+};
+
+static_assert(Attack<CW>);
+static_assert(TargetedAttack<CW>);
+
+}  // namespace ardent::attacks
