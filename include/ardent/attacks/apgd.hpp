@@ -102,7 +102,7 @@ APGDRun apgd_run(M& model, const torch::Tensor& clean, const O& objective, const
   auto eta = torch::full({clean.size(0)}, 2 * o.epsilon(), clean.options());
   auto rises = torch::zeros({clean.size(0)}, clean.options().dtype(torch::kLong));
   auto loss_best_at_checkpoint = loss_best.clone();
-  auto halved_at_checkpoint = torch::zeros({clean.size(0)}, torch::kBool);
+  auto halved_at_checkpoint = torch::zeros({clean.size(0)}, clean.options().dtype(torch::kBool));
   std::size_t next = 1;
 
   for (int64_t k = 0; k < o.steps(); ++k) {
@@ -184,7 +184,9 @@ class APGD {
     if (o.epsilon() == 0.0) return clean;
 
     if constexpr (!std::same_as<G, torch::Tensor> && !std::same_as<G, Targeted>) {
-      const auto never = [](const torch::Tensor& logits) { return torch::zeros({logits.size(0)}, torch::kBool); };
+      const auto never = [](const torch::Tensor& logits) {
+        return torch::zeros({logits.size(0)}, logits.options().dtype(torch::kBool));
+      };
       torch::Tensor best;
       torch::Tensor best_loss;
       for (int64_t run = 0; run < o.restarts(); ++run) {

@@ -132,7 +132,7 @@ class CW {
       auto w = w_start.clone();
       auto m = torch::zeros_like(w);
       auto v = torch::zeros_like(w);
-      auto succeeded = torch::zeros({batch}, torch::kBool);
+      auto succeeded = torch::zeros({batch}, clean.options().dtype(torch::kBool));
       const auto c_input = c.to(clean.scalar_type());
       double previous = std::numeric_limits<double>::infinity();
       for (int64_t step = 0; step < o.steps(); ++step) {
