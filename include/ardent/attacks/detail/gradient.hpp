@@ -13,17 +13,45 @@
 
 namespace ardent::attacks::detail {
 
+/// Excludes a model's parameters from autograd for a scope: the attack needs the gradient with
+/// respect to the input only, and without this, backward also computes every weight gradient
+/// (about three times the work on a small CNN). Restores each parameter's flag on exit.
+class FrozenParameters {
+ public:
+  template <Model M>
+  explicit FrozenParameters(M& model) {
+    for (auto& p : parameters(model)) {
+      if (p.requires_grad()) {
+        p.requires_grad_(false);
+        frozen_.push_back(p);
+      }
+    }
+  }
+  FrozenParameters(const FrozenParameters&) = delete;
+  FrozenParameters& operator=(const FrozenParameters&) = delete;
+  FrozenParameters(FrozenParameters&&) = delete;
+  FrozenParameters& operator=(FrozenParameters&&) = delete;
+  ~FrozenParameters() {
+    for (auto& p : frozen_) p.requires_grad_(true);
+  }
+
+ private:
+  std::vector<torch::Tensor> frozen_;
+};
+
 /// The state an attack needs whatever its caller's: autograd on (even under NoGradGuard or
-/// InferenceMode) and the model in eval mode unless asked otherwise. Every flag is restored on exit.
+/// InferenceMode), the parameters out of autograd, and the model in eval mode unless asked
+/// otherwise. Every flag is restored on exit.
 class AttackScope {
  public:
   template <Model M>
-  AttackScope(M& model, bool eval_mode) : mode_(model, eval_mode) {}
+  AttackScope(M& model, bool eval_mode) : mode_(model, eval_mode), frozen_(model) {}
 
  private:
   c10::InferenceMode inference_off_{false};
   torch::AutoGradMode grad_on_{true};
   ModeGuard mode_;
+  FrozenParameters frozen_;
 };
 
 /// Checks the options every attack shares.

@@ -1,0 +1,176 @@
+// distill: trains a SmallCNN student on Fashion-MNIST from a robust teacher with any of ardent's
+// recipes, or without a teacher (natural training, Madry AT) as the baselines of the ARD paper.
+//
+//   distill --teacher models/fashion_teacher.pt --recipe ard --out runs/ard
+//
+// The teacher is an ardent SmallCNN saved by train_teacher (--teacher-format ardent, the default),
+// a PyTorch state dict of the same architecture saved by Python's torch.save (--teacher-format
+// state-dict), or a TorchScript file (--teacher-format torchscript). Writes <out>/student.pt,
+// <out>/checkpoint.pt (every epoch; --resume continues from it), <out>/metrics.csv and
+// <out>/report.json. `--help` lists every option.
+#include "common.hpp"
+
+#include <CLI/CLI.hpp>
+
+namespace {
+
+struct Settings {
+  std::string data_dir = ardent::data::kFashionMNISTDirectory.string();
+  std::string teacher_path;
+  std::string teacher_format = "ardent";
+  int64_t teacher_width = 32;
+  std::string recipe = "ard";
+  int64_t width = 16;
+  double epsilon = 0.1;
+  int64_t steps = 10;
+  double alpha = 1.0;
+  double temperature = 0;  // 0: the recipe's default
+  int64_t epochs = 1;
+  int64_t batch_size = 128;
+  double lr = 1e-3;
+  int64_t limit = 0;
+  int64_t eval_limit = 1000;
+  uint64_t seed = 0;
+  int threads = examples::default_threads();
+  std::string out = "runs/distill";
+  bool resume = false;
+};
+
+/// Trains with `trainer` and writes the outputs; returns the last epoch's metrics.
+template <typename Trainer>
+void run(Trainer& trainer, ardent::models::SmallCNN& student, std::map<std::string, std::shared_ptr<torch::nn::Module>> modules,
+         const examples::Split& train, const examples::Split& test, const Settings& s) {
+  torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(s.lr));
+  ardent::data::ShuffledBatches batches(train.images, train.labels, s.batch_size, s.seed);
+  const std::filesystem::path dir(s.out);
+  ardent::train::LoopOptions loop;
+  loop.epochs = s.epochs;
+  loop.checkpoint = dir / "checkpoint.pt";
+  loop.resume = s.resume;
+  loop.metrics_csv = dir / "metrics.csv";
+  loop.evaluation_columns = {"test_clean", "test_pgd20"};
+  loop.evaluate = [&](int64_t) {
+    return std::map<std::string, double>{
+        {"test_clean", examples::accuracy_under(student, ardent::attacks::None(), test)},
+        {"test_pgd20", examples::accuracy_under(student, examples::pgd(s.epsilon, 20), test)}};
+  };
+  const auto history = ardent::train::train_loop(trainer, batches, optimizer, std::move(modules), loop);
+  torch::save(student, (dir / "student.pt").string());
+  const nlohmann::json report{{"program", "distill"},     {"recipe", s.recipe},         {"teacher", s.teacher_path},
+                              {"width", s.width},         {"epsilon", s.epsilon},       {"steps", s.steps},
+                              {"alpha", s.alpha},         {"temperature", s.temperature}, {"epochs", s.epochs},
+                              {"batch_size", s.batch_size}, {"lr", s.lr},               {"train_images", train.images.size(0)},
+                              {"eval_images", test.images.size(0)}, {"seed", s.seed},   {"history", history}};
+  ardent::train::write_json(report, dir / "report.json");
+  if (!history.empty()) {
+    fmt::print("final: clean {:.2f}%, PGD-20 {:.2f}% on {} test images; wrote {}\n",
+               100 * history.back().at("test_clean"), 100 * history.back().at("test_pgd20"), test.images.size(0),
+               (dir / "student.pt").string());
+  }
+}
+
+template <ardent::Model Teacher>
+void distill(Teacher teacher, ardent::models::SmallCNN student, const examples::Split& train, const examples::Split& test,
+             const Settings& s) {
+  const auto attack = ardent::attacks::PGDOptions(s.epsilon).step_size(2.5 * s.epsilon / static_cast<double>(s.steps)).steps(s.steps);
+  const double t = s.temperature;
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"student", student.ptr()}};
+  if (s.recipe == "ard") {
+    auto d = ardent::make_ard(teacher, student, s.alpha, t > 0 ? t : 30.0, attack);
+    run(d, student, modules, train, test, s);
+  } else if (s.recipe == "ard_official") {
+    auto d = ardent::make_ard_official(teacher, student, s.alpha, t > 0 ? t : 30.0, attack);
+    run(d, student, modules, train, test, s);
+  } else if (s.recipe == "rslad") {
+    auto d = ardent::make_rslad(teacher, student, attack);
+    run(d, student, modules, train, test, s);
+  } else if (s.recipe == "adaad") {
+    auto d = ardent::make_adaad(teacher, student, attack);
+    run(d, student, modules, train, test, s);
+  } else {
+    auto d = ardent::make_kd(teacher, student, s.alpha, t > 0 ? t : 4.0);
+    run(d, student, modules, train, test, s);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  CLI::App app{"Distil a robust SmallCNN student on Fashion-MNIST (ARD, RSLAD, AdaAD, KD) or train a baseline"};
+  app.add_option("--data", s.data_dir, "Directory with the Fashion-MNIST IDX files")->check(CLI::ExistingDirectory)
+      ->capture_default_str();
+  app.add_option("--recipe", s.recipe,
+                 "ard, ard_official, rslad, adaad, kd (need --teacher), or natural, madry (no teacher)")
+      ->check(CLI::IsMember({"ard", "ard_official", "rslad", "adaad", "kd", "natural", "madry"}))
+      ->capture_default_str();
+  app.add_option("--teacher", s.teacher_path, "Teacher file")->check(CLI::ExistingFile);
+  app.add_option("--teacher-format", s.teacher_format, "ardent (train_teacher's teacher.pt), state-dict or torchscript")
+      ->check(CLI::IsMember({"ardent", "state-dict", "torchscript"}))->capture_default_str();
+  app.add_option("--teacher-width", s.teacher_width, "SmallCNN width of an ardent or state-dict teacher")
+      ->check(CLI::Range(1, 1024))->capture_default_str();
+  app.add_option("--width", s.width, "SmallCNN width of the student")->check(CLI::Range(1, 1024))->capture_default_str();
+  app.add_option("--epsilon", s.epsilon, "Linf radius of the training attack")->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--steps", s.steps, "PGD steps of the training attack (step size 2.5 eps / steps)")
+      ->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("--alpha", s.alpha, "Weight of the distillation term (ard, ard_official, kd)")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--temperature", s.temperature, "KL temperature (0: the recipe's default, 30 for ARD, 4 for KD)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--epochs", s.epochs, "Training epochs")->check(CLI::Range(1, 10000))->capture_default_str();
+  app.add_option("--batch-size", s.batch_size, "Training batch size")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--lr", s.lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--limit", s.limit, "Train on the first N training images only (0: all 60,000)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--eval-limit", s.eval_limit, "Test images for the per-epoch clean / PGD-20 accuracy (0: all)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--seed", s.seed, "Random seed (weights, data order, attack starts)")->capture_default_str();
+  app.add_option("--threads", s.threads, "LibTorch threads (default: all cores)")->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--out", s.out, "Output directory")->capture_default_str();
+  app.add_flag("--resume", s.resume, "Continue from <out>/checkpoint.pt");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    examples::set_threads(s.threads);
+    torch::manual_seed(s.seed);
+    const ardent::data::MNIST train_set(s.data_dir, ardent::data::MNIST::Split::Train);
+    const ardent::data::MNIST test_set(s.data_dir, ardent::data::MNIST::Split::Test);
+    const auto train = examples::take(train_set, s.limit);
+    const auto test = examples::take(test_set, s.eval_limit);
+    ardent::models::SmallCNN student(ardent::models::SmallCNNOptions(10).width(s.width));
+    fmt::print("{}: SmallCNN student (width {}) on {} images, epsilon {}, {} epochs\n", s.recipe, s.width,
+               train.images.size(0), s.epsilon, s.epochs);
+
+    if (s.recipe == "natural" || s.recipe == "madry") {
+      const auto attack = ardent::attacks::PGDOptions(s.epsilon).step_size(2.5 * s.epsilon / static_cast<double>(s.steps)).steps(s.steps);
+      std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"student", student.ptr()}};
+      if (s.recipe == "natural") {
+        ardent::AdversarialTrainer<ardent::models::SmallCNN, ardent::attacks::None> trainer(student, ardent::attacks::None());
+        run(trainer, student, modules, train, test, s);
+      } else {
+        auto trainer = ardent::make_madry_trainer(student, attack);
+        run(trainer, student, modules, train, test, s);
+      }
+      return 0;
+    }
+    if (s.teacher_path.empty()) throw std::invalid_argument("--recipe " + s.recipe + " needs --teacher");
+    if (s.teacher_format == "torchscript") {
+      auto teacher = torch::jit::load(s.teacher_path);
+      distill(teacher, student, train, test, s);
+    } else {
+      ardent::models::SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(s.teacher_width));
+      if (s.teacher_format == "ardent") {
+        torch::load(teacher, s.teacher_path);
+      } else {
+        ardent::load_state_dict(teacher, s.teacher_path);
+      }
+      distill(teacher, student, train, test, s);
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "distill: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

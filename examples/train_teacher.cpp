@@ -1,0 +1,112 @@
+// train_teacher: adversarial training (Madry et al. 2018, or TRADES, Zhang et al. 2019) of a
+// SmallCNN on Fashion-MNIST: the robust teacher that `distill` and the demo start from.
+//
+//   train_teacher --out runs/teacher --epochs 3 --width 32 --epsilon 0.1
+//
+// Writes <out>/teacher.pt (the model, for `distill --teacher`), <out>/checkpoint.pt (every epoch;
+// --resume continues from it), <out>/metrics.csv and <out>/report.json. `--help` lists every option.
+#include "common.hpp"
+
+#include <CLI/CLI.hpp>
+
+int main(int argc, char** argv) {
+  std::string data_dir = ardent::data::kFashionMNISTDirectory.string();
+  std::string out = "runs/teacher";
+  std::string method = "madry";
+  int64_t width = 32;
+  double epsilon = 0.1;
+  int64_t steps = 10;
+  double beta = 6.0;
+  int64_t epochs = 3;
+  int64_t batch_size = 128;
+  double lr = 1e-3;
+  int64_t limit = 0;
+  int64_t eval_limit = 1000;
+  uint64_t seed = 0;
+  int threads = examples::default_threads();
+  bool resume = false;
+
+  CLI::App app{"Adversarially train a SmallCNN teacher on Fashion-MNIST (Madry AT or TRADES)"};
+  app.add_option("--data", data_dir, "Directory with the Fashion-MNIST IDX files")->check(CLI::ExistingDirectory)
+      ->capture_default_str();
+  app.add_option("--out", out, "Output directory (teacher.pt, checkpoint.pt, metrics.csv, report.json)")
+      ->capture_default_str();
+  app.add_option("--method", method, "madry or trades")->check(CLI::IsMember({"madry", "trades"}))->capture_default_str();
+  app.add_option("--width", width, "SmallCNN width (channels of its first convolution)")->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--epsilon", epsilon, "Linf radius of the training attack")->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--steps", steps, "PGD steps of the training attack (step size 2.5 eps / steps)")
+      ->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("--beta", beta, "TRADES trade-off beta")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--epochs", epochs, "Training epochs")->check(CLI::Range(1, 10000))->capture_default_str();
+  app.add_option("--batch-size", batch_size, "Training batch size")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--lr", lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--limit", limit, "Train on the first N training images only (0: all 60,000)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--eval-limit", eval_limit, "Test images for the per-epoch clean / PGD-20 accuracy (0: all)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--seed", seed, "Random seed (weights, data order, attack starts)")->capture_default_str();
+  app.add_option("--threads", threads, "LibTorch threads (default: all cores)")->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_flag("--resume", resume, "Continue from <out>/checkpoint.pt");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    examples::set_threads(threads);
+    torch::manual_seed(seed);
+    const ardent::data::MNIST train_set(data_dir, ardent::data::MNIST::Split::Train);
+    const ardent::data::MNIST test_set(data_dir, ardent::data::MNIST::Split::Test);
+    const auto train = examples::take(train_set, limit);
+    const auto test = examples::take(test_set, eval_limit);
+
+    ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(width));
+    const auto attack = ardent::attacks::PGDOptions(epsilon).step_size(2.5 * epsilon / static_cast<double>(steps)).steps(steps);
+    auto trainer = method == "madry" ? ardent::make_madry_trainer(model, attack)
+                                     : ardent::make_trades_trainer(model, beta, attack);
+    torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(lr));
+    ardent::data::ShuffledBatches batches(train.images, train.labels, batch_size, seed);
+
+    const std::filesystem::path dir(out);
+    ardent::train::LoopOptions loop;
+    loop.epochs = epochs;
+    loop.checkpoint = dir / "checkpoint.pt";
+    loop.resume = resume;
+    loop.metrics_csv = dir / "metrics.csv";
+    loop.evaluation_columns = {"test_clean", "test_pgd20"};
+    loop.evaluate = [&](int64_t) {
+      const auto pgd20 = examples::pgd(epsilon, 20);
+      return std::map<std::string, double>{
+          {"test_clean", examples::accuracy_under(model, ardent::attacks::None(), test)},
+          {"test_pgd20", examples::accuracy_under(model, pgd20, test)}};
+    };
+    fmt::print("{} training of SmallCNN (width {}) on {} images, epsilon {}, {} epochs\n", method, width,
+               train.images.size(0), epsilon, epochs);
+    const auto history = ardent::train::train_loop(trainer, batches, optimizer, {{"model", model.ptr()}}, loop);
+
+    torch::save(model, (dir / "teacher.pt").string());
+    nlohmann::json report{{"program", "train_teacher"},
+                          {"method", method},
+                          {"width", width},
+                          {"epsilon", epsilon},
+                          {"steps", steps},
+                          {"beta", beta},
+                          {"epochs", epochs},
+                          {"batch_size", batch_size},
+                          {"lr", lr},
+                          {"train_images", train.images.size(0)},
+                          {"eval_images", test.images.size(0)},
+                          {"seed", seed},
+                          {"history", history}};
+    ardent::train::write_json(report, dir / "report.json");
+    if (!history.empty()) {
+      fmt::print("final: clean {:.2f}%, PGD-20 {:.2f}% on {} test images; wrote {}\n",
+                 100 * history.back().at("test_clean"), 100 * history.back().at("test_pgd20"), test.images.size(0),
+                 (dir / "teacher.pt").string());
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "train_teacher: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
