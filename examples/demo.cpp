@@ -17,7 +17,7 @@ struct Settings {
   int64_t teacher_width = 32;
   int64_t width = 16;
   double epsilon = 0.1;
-  int64_t epochs = 1;
+  int64_t epochs = 3;
   int64_t limit = 0;
   int64_t eval_limit = 2000;
   int64_t apgd_steps = 50;

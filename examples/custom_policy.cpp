@@ -1,0 +1,101 @@
+// custom_policy: extending ardent without touching it. This program defines its own attack,
+// R+FGSM (Tramèr et al., "Ensemble Adversarial Training", ICLR 2018: a random sign step of size
+// a, then one gradient sign step of size eps - a), checks it against the ardent::Attack concept,
+// and plugs it into the generic Distiller with the built-in KL loss and Logits soft target.
+//
+//   custom_policy --teacher models/fashion_teacher.pt --limit 6000
+//
+// `--help` lists every option.
+#include "common.hpp"
+
+#include <CLI/CLI.hpp>
+
+namespace {
+
+/// R+FGSM: x0 = clamp(x + a sign(N(0, 1))), x' = clamp_{x, eps}(x0 + (eps - a) sign(grad L(x0))).
+/// A policy holds hyperparameters only; everything else lives inside perturb().
+class RandomFGSM {
+ public:
+  RandomFGSM(double epsilon, double random_step) : epsilon_(epsilon), random_step_(random_step) {
+    ardent::check_non_negative("RandomFGSM", "epsilon", epsilon);
+    if (!(random_step >= 0 && random_step <= epsilon)) {
+      ardent::fail_argument("RandomFGSM", "random_step", fmt::format("is {}, expected a value in [0, epsilon]", random_step));
+    }
+  }
+
+  template <ardent::Model M>
+  torch::Tensor perturb(M& model, const torch::Tensor& x, const torch::Tensor& labels) const {
+    // The same guarantees as the built-in attacks: eval mode, autograd on, gradient to the input only.
+    const ardent::ModeGuard eval(model);
+    const torch::AutoGradMode grad_on(true);
+    auto start = (x + random_step_ * torch::randn_like(x).sign()).clamp(0, 1).detach().requires_grad_(true);
+    const auto loss = torch::nn::functional::cross_entropy(ardent::forward(model, start), labels);
+    const auto gradient = torch::autograd::grad({loss}, {start})[0];
+    const auto stepped = start.detach() + (epsilon_ - random_step_) * gradient.sign();
+    return torch::min(torch::max(stepped, x - epsilon_), x + epsilon_).clamp(0, 1).detach();
+  }
+
+ private:
+  double epsilon_;
+  double random_step_;
+};
+
+static_assert(ardent::Attack<RandomFGSM>, "RandomFGSM is an ardent::Attack");
+static_assert(ardent::Attack<RandomFGSM, ardent::models::SmallCNN>);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string teacher_path = "models/fashion_teacher.pt";
+  std::string data_dir = ardent::data::kFashionMNISTDirectory.string();
+  int64_t teacher_width = 32;
+  int64_t width = 16;
+  double epsilon = 0.1;
+  int64_t epochs = 1;
+  int64_t limit = 6000;
+  int64_t eval_limit = 1000;
+  int threads = examples::default_threads();
+  CLI::App app{"A user-written attack (R+FGSM) plugged into ardent's Distiller"};
+  app.add_option("--teacher", teacher_path, "Robust SmallCNN teacher saved by train_teacher")->check(CLI::ExistingFile)
+      ->capture_default_str();
+  app.add_option("--teacher-width", teacher_width, "The teacher's SmallCNN width")->capture_default_str();
+  app.add_option("--width", width, "The student's SmallCNN width")->check(CLI::Range(1, 1024))->capture_default_str();
+  app.add_option("--data", data_dir, "Directory with the Fashion-MNIST IDX files")->check(CLI::ExistingDirectory)
+      ->capture_default_str();
+  app.add_option("--epsilon", epsilon, "Linf radius")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--epochs", epochs, "Training epochs")->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("--limit", limit, "Training images (0: all)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--eval-limit", eval_limit, "Test images (0: all)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--threads", threads, "LibTorch threads (default: all cores)")->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    examples::set_threads(threads);
+    torch::manual_seed(0);
+    const auto train = examples::take(ardent::data::MNIST(data_dir, ardent::data::MNIST::Split::Train), limit);
+    const auto test = examples::take(ardent::data::MNIST(data_dir, ardent::data::MNIST::Split::Test), eval_limit);
+    ardent::models::SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(teacher_width));
+    torch::load(teacher, teacher_path);
+    ardent::models::SmallCNN student(ardent::models::SmallCNNOptions(10).width(width));
+
+    // The user's attack, ardent's loss and soft target, ARD's recipe.
+    ardent::Distiller distiller(teacher, student, RandomFGSM(epsilon, epsilon / 2),
+                                ardent::losses::KL(ardent::losses::KLOptions().temperature(30.0)),
+                                ardent::targets::Logits{}, ardent::recipes::ard(1.0));
+    torch::optim::Adam optimizer(distiller.parameters(), torch::optim::AdamOptions(1e-3));
+    ardent::data::ShuffledBatches batches(train.images, train.labels, 128, 0);
+    ardent::train::LoopOptions loop;
+    loop.epochs = epochs;
+    loop.progress_every = 20;
+    ardent::train::train_loop(distiller, batches, optimizer, {}, loop);
+
+    fmt::print("student distilled with R+FGSM on {} images: clean {:.2f}%, PGD-20 {:.2f}% on {} test images\n",
+               train.images.size(0), 100 * examples::accuracy_under(student, ardent::attacks::None(), test),
+               100 * examples::accuracy_under(student, examples::pgd(epsilon, 20), test), test.images.size(0));
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "custom_policy: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
