@@ -38,6 +38,7 @@
 #include "ardent/eval/report.hpp"
 
 #include "ardent/data/cifar.hpp"
+#include "ardent/data/augment.hpp"
 #include "ardent/data/batches.hpp"
 #include "ardent/data/mnist.hpp"
 
