@@ -30,7 +30,7 @@ struct Settings {
   int steps = 10;
   int64_t limit = 0;
   int64_t batch_size = 256;
-  int threads = static_cast<int>(std::thread::hardware_concurrency());
+  int threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
   uint64_t seed = 0;
 };
 

@@ -24,7 +24,7 @@ struct Settings {
   double epsilon = 0.1;
   int64_t steps = 10;
   double alpha = 1.0;
-  double temperature = 0;  // 0: the recipe's default
+  double temperature = 0;  // 0: the recipe's default (30 for ARD, 4 for KD, 1 for RSLAD and AdaAD)
   int64_t epochs = 1;
   int64_t batch_size = 128;
   double lr = 1e-3;
@@ -36,7 +36,7 @@ struct Settings {
   bool resume = false;
 };
 
-/// Trains with `trainer` and writes the outputs; returns the last epoch's metrics.
+/// Trains with `trainer` and writes the student, the metrics and the report.
 template <typename Trainer>
 void run(Trainer& trainer, ardent::models::SmallCNN& student, std::map<std::string, std::shared_ptr<torch::nn::Module>> modules,
          const examples::Split& train, const examples::Split& test, const Settings& s) {
@@ -76,10 +76,10 @@ void distill(Teacher teacher, ardent::models::SmallCNN student, const examples::
   const double t = s.temperature;
   std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"student", student.ptr()}};
   if (s.recipe == "ard") {
-    auto d = ardent::make_ard(teacher, student, s.alpha, t > 0 ? t : 30.0, attack);
+    auto d = ardent::make_ard(teacher, student, s.alpha, t, attack);
     run(d, student, modules, train, test, s);
   } else if (s.recipe == "ard_official") {
-    auto d = ardent::make_ard_official(teacher, student, s.alpha, t > 0 ? t : 30.0, attack);
+    auto d = ardent::make_ard_official(teacher, student, s.alpha, t, attack);
     run(d, student, modules, train, test, s);
   } else if (s.recipe == "rslad") {
     auto d = ardent::make_rslad(teacher, student, attack);
@@ -88,7 +88,7 @@ void distill(Teacher teacher, ardent::models::SmallCNN student, const examples::
     auto d = ardent::make_adaad(teacher, student, attack);
     run(d, student, modules, train, test, s);
   } else {
-    auto d = ardent::make_kd(teacher, student, s.alpha, t > 0 ? t : 4.0);
+    auto d = ardent::make_kd(teacher, student, s.alpha, t);
     run(d, student, modules, train, test, s);
   }
 }
@@ -114,8 +114,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--steps", s.steps, "PGD steps of the training attack (step size 2.5 eps / steps)")
       ->check(CLI::Range(1, 1000))->capture_default_str();
-  app.add_option("--alpha", s.alpha, "Weight of the distillation term (ard, ard_official, kd)")
-      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  auto* alpha_option = app.add_option("--alpha", s.alpha, "Weight of the distillation term (ard, ard_official: "
+                                      "default 1; kd: default 0.9)")->check(CLI::Range(0.0, 1.0));
   app.add_option("--temperature", s.temperature, "KL temperature (0: the recipe's default, 30 for ARD, 4 for KD)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--epochs", s.epochs, "Training epochs")->check(CLI::Range(1, 10000))->capture_default_str();
@@ -131,6 +131,8 @@ int main(int argc, char** argv) {
   app.add_option("--out", s.out, "Output directory")->capture_default_str();
   app.add_flag("--resume", s.resume, "Continue from <out>/checkpoint.pt");
   CLI11_PARSE(app, argc, argv);
+  if (alpha_option->count() == 0 && s.recipe == "kd") s.alpha = 0.9;
+  if (s.temperature == 0) s.temperature = s.recipe == "kd" ? 4.0 : s.recipe == "rslad" || s.recipe == "adaad" ? 1.0 : 30.0;
 
   try {
     examples::set_threads(s.threads);

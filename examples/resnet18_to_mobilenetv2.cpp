@@ -78,7 +78,9 @@ void run(Teacher teacher, const examples::Split& train, const examples::Split& t
                ? ardent::train::load_checkpoint(checkpoint, dir / "checkpoint.pt")
                : int64_t{0};
   }();
-  ardent::train::MetricsLog log(dir / "metrics.csv", {"epoch", "train_loss", "test_clean", "test_pgd20"});
+  ardent::train::MetricsLog log(dir / "metrics.csv", {"epoch", "train_loss", "test_clean", "test_pgd20"},
+                                /*append=*/start_epoch > 0);
+  if (start_epoch > 0) fmt::print(stderr, "resuming from {} after epoch {}\n", (dir / "checkpoint.pt").string(), start_epoch);
   for (int64_t epoch = start_epoch; epoch < s.epochs; ++epoch) {
     batches.set_epoch(epoch);
     ardent::train::Progress progress(batches.batches_per_epoch(), s.epochs, 20);

@@ -5,6 +5,8 @@
 
 #include "ardent/core/check.hpp"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <utility>
 
 namespace ardent::data {

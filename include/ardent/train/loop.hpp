@@ -57,7 +57,7 @@ History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::opti
   std::vector<std::string> columns{"epoch", "train_loss", "seconds"};
   columns.insert(columns.end(), options.evaluation_columns.begin(), options.evaluation_columns.end());
   std::optional<MetricsLog> log;
-  if (!options.metrics_csv.empty()) log.emplace(options.metrics_csv, columns);
+  if (!options.metrics_csv.empty()) log.emplace(options.metrics_csv, columns, /*append=*/first_epoch > 0);
 
   History history;
   for (int64_t epoch = first_epoch; epoch < options.epochs; ++epoch) {

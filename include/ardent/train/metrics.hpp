@@ -14,15 +14,16 @@ namespace ardent::train {
 
 class MetricsLog {
  public:
-  /// Starts `path` with a header row unless it exists already with the same columns (a resumed run).
-  MetricsLog(std::filesystem::path path, std::vector<std::string> columns)
+  /// Starts `path` afresh with a header row, or, with `append` (a resumed run), keeps the rows of
+  /// a file that has the same columns.
+  MetricsLog(std::filesystem::path path, std::vector<std::string> columns, bool append = false)
       : path_(std::move(path)), columns_(std::move(columns)) {
     if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path());
     std::string header;
     for (const auto& c : columns_) header += (header.empty() ? "" : ",") + c;
     std::ifstream existing(path_);
     std::string first_line;
-    if (existing && std::getline(existing, first_line) && first_line == header) return;
+    if (append && existing && std::getline(existing, first_line) && first_line == header) return;
     std::ofstream(path_, std::ios::trunc) << header << '\n';
   }
 
