@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Fashion-MNIST reproduction study of docs/reproduction.md. Trains SmallCNN students from the
 # shipped robust teacher (models/fashion_teacher.pt) with every method, evaluates them, and writes
-# the tables and plots. Sizes are chosen to fit two cores in about forty minutes; change them with
+# the tables and plots. Sizes are chosen to fit two cores in about thirty minutes; change them with
 # the variables below (and the docs' numbers with them).
 #
 #   scripts/reproduce.sh            # everything: training, evaluation, docs/reproduction_results.md, plots
@@ -10,7 +10,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ARDENT_BUILD_DIR:-$root/build}"
 out="${STUDY_DIR:-$root/runs/study}"
 EPSILON=0.1
-EPOCHS="${EPOCHS:-3}"          # the schedule sweep reads epochs 1..EPOCHS of each run's history
+EPOCHS="${EPOCHS:-2}"          # the schedule sweep reads epochs 1..EPOCHS of each run's history
 WIDTHS="${WIDTHS:-4 8 16}"     # the capacity sweep (Madry AT against ARD)
 MAIN_WIDTH=16                  # the width of every method's student
 EVAL_IMAGES="${EVAL_IMAGES:-1000}"

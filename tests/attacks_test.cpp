@@ -1,6 +1,7 @@
 // The attack contract (DESIGN.md section 3), run over every built-in attack, and the attacks
 // against the reference vectors of an independent implementation (tests/data/attack_vectors).
 #include "catch.hpp"
+#include "attack_contract.hpp"
 #include "helpers.hpp"
 
 #include <ardent/ardent.hpp>
@@ -12,160 +13,68 @@ using ardent_test::accuracy;
 
 namespace {
 
-// A model whose submodules are in different modes: conv and linear train, BatchNorm frozen in eval.
-struct MixedNetImpl : torch::nn::Module {
-  MixedNetImpl() {
-    conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 4, 3).padding(1)));
-    norm = register_module("norm", torch::nn::BatchNorm2d(4));
-    head = register_module("head", torch::nn::Linear(4 * 8 * 8, 5));
-    norm->eval();
-  }
-  torch::Tensor forward(const torch::Tensor& x) {
-    return head->forward(torch::relu(norm->forward(conv->forward(x))).flatten(1));
-  }
-  torch::nn::Conv2d conv{nullptr};
-  torch::nn::BatchNorm2d norm{nullptr};
-  torch::nn::Linear head{nullptr};
-};
-TORCH_MODULE(MixedNet);
-
 // Each case builds an attack of one kind for a given epsilon and says which ball it respects.
 struct FGSMCase {
   static attacks::FGSM make(double eps) { return attacks::FGSM(eps); }
   static constexpr Norm norm = Norm::Linf;
+  static constexpr bool bounded = true;
+  static constexpr bool objectives = true;
+  static constexpr bool moves = true;
 };
 struct PGDLinfCase {
   static attacks::PGD make(double eps) { return attacks::PGD(attacks::PGDOptions(eps).step_size(0.05).steps(5)); }
   static constexpr Norm norm = Norm::Linf;
+  static constexpr bool bounded = true;
+  static constexpr bool objectives = true;
+  static constexpr bool moves = true;
 };
 struct PGDL2Case {
   static attacks::PGD make(double eps) {
     return attacks::PGD(attacks::PGDOptions(eps * 4).step_size(0.3).steps(5).norm(Norm::L2));
   }
   static constexpr Norm norm = Norm::L2;
+  static constexpr bool bounded = true;
+  static constexpr bool objectives = true;
+  static constexpr bool moves = true;
 };
 struct PGDRestartsCase {
   static attacks::PGD make(double eps) {
     return attacks::PGD(attacks::PGDOptions(eps).step_size(0.05).steps(3).restarts(3));
   }
   static constexpr Norm norm = Norm::Linf;
+  static constexpr bool bounded = true;
+  static constexpr bool objectives = true;
+  static constexpr bool moves = true;
 };
 struct BIMCase {
   static attacks::BIM make(double eps) { return attacks::BIM(attacks::BIMOptions(eps).step_size(0.05).steps(5)); }
   static constexpr Norm norm = Norm::Linf;
+  static constexpr bool bounded = true;
+  static constexpr bool objectives = true;
+  static constexpr bool moves = true;
 };
 struct MIFGSMCase {
   static attacks::MIFGSM make(double eps) {
     return attacks::MIFGSM(attacks::MIFGSMOptions(eps).step_size(0.05).steps(5));
   }
   static constexpr Norm norm = Norm::Linf;
+  static constexpr bool bounded = true;
+  static constexpr bool objectives = true;
+  static constexpr bool moves = true;
 };
 struct NoneCase {
   static attacks::None make(double /*eps*/) { return attacks::None(); }
   static constexpr Norm norm = Norm::Linf;
+  static constexpr bool bounded = true;
+  static constexpr bool objectives = true;
+  static constexpr bool moves = false;
 };
 using AllAttacks = std::tuple<FGSMCase, PGDLinfCase, PGDL2Case, PGDRestartsCase, BIMCase, MIFGSMCase, NoneCase>;
-
-// The radius the case's attack was built with for `eps`.
-template <typename Case>
-double radius(double eps) {
-  return Case::norm == Norm::L2 ? 4 * eps : eps;
-}
 
 }  // namespace
 
 TEMPLATE_LIST_TEST_CASE("every attack honours the attack contract", "[attacks][contract]", AllAttacks) {
-  torch::manual_seed(0);
-  MixedNet model;
-  const auto x = torch::rand({6, 1, 8, 8});
-  const auto labels = torch::randint(5, {6}, torch::kLong);
-  constexpr double eps = 0.1;
-  const auto attack = TestType::make(eps);
-
-  torch::manual_seed(1);
-  const torch::Tensor x_adv = attack.perturb(model, x, labels);
-
-  SECTION("the result has the input's shape, dtype and device, and is detached") {
-    CHECK(x_adv.sizes() == x.sizes());
-    CHECK(x_adv.dtype() == x.dtype());
-    CHECK(x_adv.device() == x.device());
-    CHECK_FALSE(x_adv.requires_grad());
-    CHECK_FALSE(x_adv.grad_fn());
-  }
-  SECTION("the result lies in the pixel box and the epsilon ball") {
-    CHECK(x_adv.min().item<double>() >= 0.0);
-    CHECK(x_adv.max().item<double>() <= 1.0);
-    const auto delta = (x_adv - x).flatten(1);
-    const double size = TestType::norm == Norm::Linf ? delta.abs().max().item<double>()
-                                                     : delta.norm(2, 1).max().item<double>();
-    CHECK(size <= radius<TestType>(eps) + 1e-6);
-  }
-  SECTION("the same seed gives the same result") {
-    torch::manual_seed(1);
-    CHECK(torch::equal(attack.perturb(model, x, labels), x_adv));
-  }
-  SECTION("epsilon 0 returns the input") { CHECK(torch::equal(TestType::make(0.0).perturb(model, x, labels), x)); }
-  SECTION("parameters' gradients and buffers are untouched") {
-    for (auto& p : model->parameters()) p.mutable_grad() = torch::full_like(p, 0.25);
-    std::vector<torch::Tensor> buffers_before;
-    for (const auto& b : model->buffers()) buffers_before.push_back(b.clone());
-    (void)attack.perturb(model, x, labels);
-    for (const auto& p : model->parameters()) CHECK(torch::equal(p.grad(), torch::full_like(p, 0.25)));
-    const auto buffers = model->buffers();
-    for (std::size_t i = 0; i < buffers.size(); ++i) CHECK(torch::equal(buffers[i], buffers_before[i]));
-  }
-  SECTION("each submodule's training flag is restored") {
-    model->train();
-    model->norm->eval();
-    (void)attack.perturb(model, x, labels);
-    CHECK(model->is_training());
-    CHECK(model->conv->is_training());
-    CHECK(model->head->is_training());
-    CHECK_FALSE(model->norm->is_training());
-  }
-  SECTION("works under NoGradGuard and under InferenceMode, with the same result") {
-    torch::Tensor under_no_grad;
-    torch::Tensor under_inference;
-    {
-      torch::NoGradGuard no_grad;
-      torch::manual_seed(1);
-      under_no_grad = attack.perturb(model, x, labels);
-    }
-    CHECK(torch::equal(under_no_grad, x_adv));
-    {
-      c10::InferenceMode inference;
-      const auto x_inference = x.clone();
-      const auto labels_inference = labels.clone();
-      torch::manual_seed(1);
-      under_inference = attack.perturb(model, x_inference, labels_inference);
-    }
-    CHECK(torch::equal(under_inference, x_adv));
-    CHECK(torch::GradMode::is_enabled());
-  }
-  SECTION("targeted and objective goals are accepted and respect the ball") {
-    const auto targets = (labels + 1).remainder(5);
-    const torch::Tensor x_tgt = attack.perturb(model, x, Targeted{targets});
-    const torch::Tensor x_obj = attack.perturb(model, x, objectives::CWMargin{labels, 0.0});
-    for (const torch::Tensor& adv : {x_tgt, x_obj}) {
-      CHECK(adv.min().item<double>() >= 0.0);
-      CHECK(adv.max().item<double>() <= 1.0);
-      const double order = TestType::norm == Norm::Linf ? INFINITY : 2.0;
-      const double size = (adv - x).flatten(1).norm(order, 1).max().item().toDouble();
-      CHECK(size <= radius<TestType>(eps) + 1e-6);
-    }
-  }
-}
-
-TEST_CASE("the attacks that move do move", "[attacks]") {
-  torch::manual_seed(0);
-  MixedNet model;
-  const auto x = torch::rand({6, 1, 8, 8});
-  const auto labels = torch::randint(5, {6}, torch::kLong);
-  CHECK_FALSE(torch::equal(FGSMCase::make(0.1).perturb(model, x, labels), x));
-  CHECK_FALSE(torch::equal(PGDLinfCase::make(0.1).perturb(model, x, labels), x));
-  CHECK_FALSE(torch::equal(PGDL2Case::make(0.1).perturb(model, x, labels), x));
-  CHECK_FALSE(torch::equal(BIMCase::make(0.1).perturb(model, x, labels), x));
-  CHECK_FALSE(torch::equal(MIFGSMCase::make(0.1).perturb(model, x, labels), x));
+  ardent_test::check_attack_contract<TestType>();
 }
 
 namespace {
@@ -281,7 +190,7 @@ TEST_CASE("the Attack concept accepts user attacks and rejects types without per
 
 TEST_CASE("attacks reject bad input with a message naming the argument", "[attacks][errors]") {
   torch::manual_seed(0);
-  MixedNet model;
+  ardent_test::MixedNet model;
   const auto x = torch::rand({4, 1, 8, 8});
   const auto y = torch::randint(5, {4}, torch::kLong);
   const attacks::PGD pgd(attacks::PGDOptions(0.1));
