@@ -3,6 +3,7 @@
 #include "helpers.hpp"
 
 #include <ardent/ardent.hpp>
+#include <ardent/data/cifar.hpp>
 
 #include <zlib.h>
 
@@ -122,4 +123,32 @@ TEST_CASE("SmallCNN has the documented shape and features", "[models]") {
   CHECK(model->forward(x).sizes() == torch::IntArrayRef{2, 10});
   CHECK_THROWS_WITH(model->forward(torch::rand({2, 3, 32, 32})), ContainsSubstring("'x'"));
   CHECK_THROWS_WITH(ardent::models::SmallCNN(ardent::models::SmallCNNOptions(1)), ContainsSubstring("num_classes"));
+}
+
+TEST_CASE("CIFAR-100 binary files give fine or coarse labels, and malformed ones are rejected", "[data][cifar]") {
+  TempDir tmp;
+  std::vector<unsigned char> bytes(2 * 3074);
+  bytes[0] = 5;  // coarse, fine, pixels
+  bytes[1] = 42;
+  bytes[3074] = 19;
+  bytes[3075] = 99;
+  bytes[3074 + 2 + 2048] = 255;  // the second image's first blue pixel
+  write_plain(tmp.path / "test.bin", bytes);
+  const ardent::data::CIFAR100 fine(tmp.path, ardent::data::CIFAR100::Split::Test);
+  CHECK(fine.images().sizes() == torch::IntArrayRef{2, 3, 32, 32});
+  CHECK(torch::equal(fine.labels(), torch::tensor({42, 99}, torch::kLong)));
+  CHECK(fine.images()[1][2][0][0].item<float>() == 1.0F);
+  const ardent::data::CIFAR100 coarse(tmp.path, ardent::data::CIFAR100::Split::Test, /*coarse=*/true);
+  CHECK(torch::equal(coarse.labels(), torch::tensor({5, 19}, torch::kLong)));
+
+  auto truncated = bytes;
+  truncated.resize(3074 + 10);
+  write_gzip(tmp.path / "train.bin.gz", truncated);
+  CHECK_THROWS_WITH(ardent::data::CIFAR100(tmp.path), ContainsSubstring("train.bin.gz") && ContainsSubstring("truncated"));
+  auto bad = bytes;
+  bad[1] = 100;
+  write_plain(tmp.path / "test.bin", bad);
+  CHECK_THROWS_WITH(ardent::data::CIFAR100(tmp.path, ardent::data::CIFAR100::Split::Test),
+                    ContainsSubstring("test.bin") && ContainsSubstring("label 100"));
+  CHECK_THROWS_WITH(ardent::data::CIFAR100(tmp.path / "nowhere"), ContainsSubstring("train.bin"));
 }
