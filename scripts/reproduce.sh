@@ -65,5 +65,6 @@ for dir in "$out"/*/; do
   evaluate "$name" "$dir/student.pt" "$width"
 done
 
-python3 "$root/scripts/study_report.py" "$out" "$root/docs"
+# Debian's python, which has python3-matplotlib (another python3 may come first on PATH).
+/usr/bin/python3 "$root/scripts/study_report.py" "$out" "$root/docs"
 echo "wrote docs/reproduction_results.md and docs/images/*.png"

@@ -38,7 +38,9 @@ def pct(x):
     return f"{100 * x:.1f}%"
 
 
-names = ["teacher"] + sorted(p.name for p in study.iterdir() if p.is_dir())
+ORDER = list(LABELS)
+names = ["teacher"] + sorted((p.name for p in study.iterdir() if p.is_dir()),
+                             key=lambda n: (ORDER.index(n.rsplit("_w", 1)[0]), int(n.rsplit("_w", 1)[1])))
 rows = {name: load(name) for name in names if (study / f"{name}.eval.json").exists()}
 attacks = ["PGD-20", "CW-Linf-20", "APGD-CE", "APGD-T"]
 
