@@ -187,22 +187,13 @@ class APGD {
       const auto never = [](const torch::Tensor& logits) {
         return torch::zeros({logits.size(0)}, logits.options().dtype(torch::kBool));
       };
-      torch::Tensor best;
-      torch::Tensor best_loss;
+      detail::BestPerSample best;
       for (int64_t run = 0; run < o.restarts(); ++run) {
         auto x_adv = detail::apgd_run(model, clean, goal, never, o).x;
         if (o.restarts() == 1) return x_adv.detach();
-        const auto loss = detail::loss_only(model, x_adv, goal);
-        if (run == 0) {
-          best = x_adv;
-          best_loss = loss;
-        } else {
-          const auto improved = loss > best_loss;
-          best = torch::where(detail::per_sample(improved, x_adv), x_adv, best);
-          best_loss = torch::where(improved, loss, best_loss);
-        }
+        best.offer(x_adv, detail::loss_only(model, x_adv, goal));
       }
-      return best.detach();
+      return best.result();
     } else {
       constexpr bool targeted = std::same_as<G, Targeted>;
       torch::Tensor classes;

@@ -66,8 +66,7 @@ class PGD {
     const detail::AscentSettings settings{o.norm(), o.epsilon(), o.step_size(), o.steps(), o.clip_min(),
                                           o.clip_max()};
 
-    torch::Tensor best;
-    torch::Tensor best_loss;
+    detail::BestPerSample best;
     for (int64_t run = 0; run < o.restarts(); ++run) {
       auto start = o.random_start()      ? detail::random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max())
                    : o.start_noise() > 0 ? detail::project(o.norm(), clean + o.start_noise() * torch::randn_like(clean),
@@ -75,17 +74,9 @@ class PGD {
                                          : clean.clone();
       auto x_adv = detail::projected_ascent(model, clean, std::move(start), objective, settings);
       if (o.restarts() == 1) return x_adv.detach();
-      const auto loss = detail::loss_only(model, x_adv, objective);
-      if (run == 0) {
-        best = x_adv;
-        best_loss = loss;
-      } else {
-        const auto improved = loss > best_loss;
-        best = torch::where(detail::per_sample(improved, x_adv), x_adv, best);
-        best_loss = torch::where(improved, loss, best_loss);
-      }
+      best.offer(x_adv, detail::loss_only(model, x_adv, objective));
     }
-    return best.detach();
+    return best.result();
   }
 
  private:

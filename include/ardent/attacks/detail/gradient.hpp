@@ -126,6 +126,26 @@ inline torch::Tensor per_sample(const torch::Tensor& values, const torch::Tensor
   return values.reshape(shape);
 }
 
+/// Across restarts, keeps for each sample the adversarial point with the highest loss.
+class BestPerSample {
+ public:
+  void offer(const torch::Tensor& x_adv, const torch::Tensor& loss) {
+    if (!best_.defined()) {
+      best_ = x_adv;
+      best_loss_ = loss;
+      return;
+    }
+    const auto improved = loss > best_loss_;
+    best_ = torch::where(per_sample(improved, x_adv), x_adv, best_);
+    best_loss_ = torch::where(improved, loss, best_loss_);
+  }
+  torch::Tensor result() const { return best_.detach(); }
+
+ private:
+  torch::Tensor best_;
+  torch::Tensor best_loss_;
+};
+
 /// Per-sample L2 norm, as [B, 1, ..., 1].
 inline torch::Tensor l2_norm(const torch::Tensor& t) {
   return per_sample(t.flatten(1).norm(2, /*dim=*/1), t);
