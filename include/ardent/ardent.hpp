@@ -6,6 +6,7 @@
 #include "ardent/core/mode_guard.hpp"
 #include "ardent/core/model.hpp"
 #include "ardent/core/objectives.hpp"
+#include "ardent/core/speedups.hpp"
 #include "ardent/core/targeted_dlr.hpp"
 
 #include "ardent/attacks/apgd.hpp"
@@ -46,6 +47,8 @@
 #include "ardent/train/loop.hpp"
 #include "ardent/train/metrics.hpp"
 #include "ardent/train/progress.hpp"
+#include "ardent/models/conv.hpp"
+#include "ardent/models/conv_bn.hpp"
 #include "ardent/models/mobilenet_v2.hpp"
 #include "ardent/models/resnet.hpp"
 #include "ardent/models/small_cnn.hpp"

@@ -13,6 +13,8 @@
 // 2,296,922 parameters at 10 classes. Names as in the Python reference: conv1, bn1,
 // layers.N.{conv1,bn1,conv2,bn2,conv3,bn3,shortcut.0,shortcut.1}, conv2, bn2, linear.
 
+#include "ardent/models/conv_bn.hpp"
+
 #include <torch/torch.h>
 
 #include <array>
@@ -41,17 +43,17 @@ class MobileNetV2BlockImpl : public torch::nn::Module {
     conv3_ = register_module("conv3", nn::Conv2d(nn::Conv2dOptions(hidden, out_channels, 1).bias(false)));
     bn3_ = register_module("bn3", nn::BatchNorm2d(out_channels));
     if (stride == 1 && in_channels != out_channels) {
-      shortcut_ = register_module(
-          "shortcut", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1).bias(false)),
-                                     nn::BatchNorm2d(out_channels)));
+      shortcut_conv_ = nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1).bias(false));
+      shortcut_bn_ = nn::BatchNorm2d(out_channels);
+      shortcut_ = register_module("shortcut", nn::Sequential(shortcut_conv_, shortcut_bn_));
     }
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
-    auto out = torch::relu(bn1_->forward(conv1_->forward(x)));
-    out = torch::relu(bn2_->forward(conv2_->forward(out)));
-    out = bn3_->forward(conv3_->forward(out));
-    if (stride_ == 1) out = out + (shortcut_ ? shortcut_->forward(x) : x);
+    auto out = torch::relu(conv_bn(conv1_, bn1_, x));
+    out = torch::relu(conv_bn(conv2_, bn2_, out));
+    out = conv_bn(conv3_, bn3_, out);
+    if (stride_ == 1) out = out + (shortcut_ ? conv_bn(shortcut_conv_, shortcut_bn_, x) : x);
     return out;
   }
 
@@ -63,7 +65,9 @@ class MobileNetV2BlockImpl : public torch::nn::Module {
   torch::nn::BatchNorm2d bn2_{nullptr};
   torch::nn::Conv2d conv3_{nullptr};
   torch::nn::BatchNorm2d bn3_{nullptr};
-  torch::nn::Sequential shortcut_{nullptr};
+  torch::nn::Sequential shortcut_{nullptr};  // shortcut_conv_ then shortcut_bn_, named as in Python
+  torch::nn::Conv2d shortcut_conv_{nullptr};
+  torch::nn::BatchNorm2d shortcut_bn_{nullptr};
 };
 
 TORCH_MODULE(MobileNetV2Block);
@@ -107,14 +111,14 @@ class MobileNetV2Impl : public torch::nn::Module {
                 "ardent::models::MobileNetV2: argument 'x' has shape ", x.defined() ? x.sizes() : c10::IntArrayRef{},
                 ", expected [B, 3, 32, 32]");
     std::map<std::string, torch::Tensor> out;
-    auto h = torch::relu(bn1_->forward(conv1_->forward(x)));
+    auto h = torch::relu(conv_bn(conv1_, bn1_, x));
     out.emplace("stem", h);
     std::size_t block = 0;
     for (std::size_t g = 0; g < group_ends_.size(); ++g) {
       for (; block < group_ends_[g]; ++block) h = layers_[block]->as<MobileNetV2BlockImpl>()->forward(h);
       out.emplace("stage" + std::to_string(g + 1), h);
     }
-    out.emplace("head", torch::relu(bn2_->forward(conv2_->forward(h))));
+    out.emplace("head", torch::relu(conv_bn(conv2_, bn2_, h)));
     return out;
   }
 

@@ -13,6 +13,8 @@
 // reference (conv1, bn1, layer1.0.conv1, ..., layer2.0.shortcut.0, layer2.0.shortcut.1, linear),
 // so that ardent::load_state_dict reads its checkpoints.
 
+#include "ardent/models/conv_bn.hpp"
+
 #include <torch/torch.h>
 
 #include <map>
@@ -38,17 +40,16 @@ class ResNetBasicBlockImpl : public torch::nn::Module {
     bn2_ = register_module("bn2", nn::BatchNorm2d(out_channels));
     if (stride != 1 || in_channels != out_channels) {
       // An empty Sequential in Python holds no parameters; only a projection shortcut is registered.
-      shortcut_ = register_module(
-          "shortcut",
-          nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1).stride(stride).bias(false)),
-                         nn::BatchNorm2d(out_channels)));
+      shortcut_conv_ = nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1).stride(stride).bias(false));
+      shortcut_bn_ = nn::BatchNorm2d(out_channels);
+      shortcut_ = register_module("shortcut", nn::Sequential(shortcut_conv_, shortcut_bn_));
     }
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
-    auto out = torch::relu(bn1_->forward(conv1_->forward(x)));
-    out = bn2_->forward(conv2_->forward(out));
-    return torch::relu(out + (shortcut_ ? shortcut_->forward(x) : x));
+    auto out = torch::relu(conv_bn(conv1_, bn1_, x));
+    out = conv_bn(conv2_, bn2_, out);
+    return torch::relu(out + (shortcut_ ? conv_bn(shortcut_conv_, shortcut_bn_, x) : x));
   }
 
  private:
@@ -56,7 +57,9 @@ class ResNetBasicBlockImpl : public torch::nn::Module {
   torch::nn::BatchNorm2d bn1_{nullptr};
   torch::nn::Conv2d conv2_{nullptr};
   torch::nn::BatchNorm2d bn2_{nullptr};
-  torch::nn::Sequential shortcut_{nullptr};
+  torch::nn::Sequential shortcut_{nullptr};  // shortcut_conv_ then shortcut_bn_, named as in Python
+  torch::nn::Conv2d shortcut_conv_{nullptr};
+  torch::nn::BatchNorm2d shortcut_bn_{nullptr};
 };
 
 TORCH_MODULE(ResNetBasicBlock);
@@ -95,7 +98,7 @@ class ResNet18Impl : public torch::nn::Module {
                 "ardent::models::ResNet18: argument 'x' has shape ", x.defined() ? x.sizes() : c10::IntArrayRef{},
                 ", expected [B, 3, 32, 32]");
     std::map<std::string, torch::Tensor> out;
-    auto h = torch::relu(bn1_->forward(conv1_->forward(x)));
+    auto h = torch::relu(conv_bn(conv1_, bn1_, x));
     out.emplace("stem", h);
     for (int i = 0; i < 4; ++i) {
       h = layers_[i]->forward(h);

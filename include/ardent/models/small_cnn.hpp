@@ -2,7 +2,7 @@
 // SmallCNN: a small convolutional network for 1x28x28 images (MNIST, Fashion-MNIST), in a family
 // indexed by width w:
 //   c1: Conv(1 -> w, 3x3, pad 1), ReLU, MaxPool 2
-//   c2: Conv(w -> 2w, 3x3, pad 1), ReLU, MaxPool 2
+//   c2: Conv(w -> 2w, 3x3, pad 1), ReLU, MaxPool 2   (computed as MaxPool, then ReLU: the same values)
 //   fc: Linear(2w * 7 * 7 -> classes)
 // Width 16 is the architecture of the reference model in tests/data/attack_vectors, and the
 // parameter names (c1, c2, fc) are those of its PyTorch definition.
@@ -40,8 +40,9 @@ class SmallCNNImpl : public torch::nn::Module {
   std::map<std::string, torch::Tensor> features(const torch::Tensor& x) {
     TORCH_CHECK(x.dim() == 4 && x.size(1) == 1 && x.size(2) == 28 && x.size(3) == 28,
                 "ardent::models::SmallCNN: argument 'x' has shape ", x.sizes(), ", expected [B, 1, 28, 28]");
-    auto stage1 = torch::max_pool2d(torch::relu(c1_->forward(x)), 2);
-    auto stage2 = torch::max_pool2d(torch::relu(c2_->forward(stage1)), 2);
+    // relu(max_pool(z)) = max_pool(relu(z)) (relu is monotone), on a quarter of the elements.
+    auto stage1 = torch::relu(torch::max_pool2d(c1_->forward(x), 2));
+    auto stage2 = torch::relu(torch::max_pool2d(c2_->forward(stage1), 2));
     return {{"stage1", stage1}, {"stage2", stage2}};
   }
 

@@ -21,6 +21,8 @@
 // ignores_state_dict_key hook). WideResNetOptions(...).sub_block1(true) builds it like the Python
 // code, for state dicts that Python's strict load_state_dict of that class accepts.
 
+#include "ardent/models/conv_bn.hpp"
+
 #include <torch/torch.h>
 
 #include <cmath>
@@ -57,7 +59,7 @@ class WideBasicBlockImpl : public torch::nn::Module {
 
   torch::Tensor forward(const torch::Tensor& x) {
     auto activated = relu1_->forward(bn1_->forward(x));
-    auto out = relu2_->forward(bn2_->forward(conv1_->forward(activated)));
+    auto out = relu2_->forward(conv_bn(conv1_, bn2_, activated));
     if (dropout_ > 0.0) out = torch::dropout(out, dropout_, is_training());
     out = conv2_->forward(out);
     return (equal_in_out_ ? x : shortcut_->forward(activated)) + out;

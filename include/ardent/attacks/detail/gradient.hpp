@@ -7,6 +7,7 @@
 #include "ardent/core/mode_guard.hpp"
 #include "ardent/core/model.hpp"
 #include "ardent/core/objectives.hpp"
+#include "ardent/core/speedups.hpp"
 
 #include <cmath>
 #include <string_view>
@@ -16,10 +17,12 @@ namespace ardent::attacks::detail {
 /// Excludes a model's parameters from autograd for a scope: the attack needs the gradient with
 /// respect to the input only, and without this, backward also computes every weight gradient
 /// (about three times the work on a small CNN). Restores each parameter's flag on exit.
+/// Speedups::freeze_parameters switches it off.
 class FrozenParameters {
  public:
   template <Model M>
   explicit FrozenParameters(M& model) {
+    if (!speedups().freeze_parameters) return;
     for (auto& p : parameters(model)) {
       if (p.requires_grad()) {
         p.requires_grad_(false);
@@ -92,8 +95,15 @@ auto to_objective(const G& goal) {
 /// An ordinary (non-inference) detached copy of x, so that autograd can record operations on it.
 inline torch::Tensor attack_copy(const torch::Tensor& x) { return x.detach().clone(); }
 
+/// x as the attack hands it to the model: channels-last (NHWC) for a 4-d batch when
+/// Speedups::channels_last, where oneDNN's convolutions and their backward are faster.
+inline torch::Tensor model_layout(const torch::Tensor& x) {
+  return speedups().channels_last && x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+}
+
 /// The per-sample objective at x_adv and its gradient with respect to x_adv alone:
-/// torch::autograd::grad, never backward(), so no parameter's .grad() is touched.
+/// torch::autograd::grad, never backward(), so no parameter's .grad() is touched. The gradient has
+/// x_adv's memory layout.
 struct LossAndGradient {
   torch::Tensor loss;      // [B], detached
   torch::Tensor gradient;  // shape of x_adv
@@ -101,22 +111,22 @@ struct LossAndGradient {
 
 template <Model M, Objective O>
 LossAndGradient loss_and_gradient(M& model, const torch::Tensor& x_adv, const O& objective) {
-  auto input = x_adv.detach().requires_grad_(true);
+  auto input = model_layout(x_adv.detach()).requires_grad_(true);
   const torch::Tensor loss = objective(forward(model, input));
   TORCH_CHECK(loss.dim() == 1 && loss.size(0) == x_adv.size(0), "ardent attack: the objective returned shape [",
               loss.sizes(), "], expected one loss per sample [", x_adv.size(0), "]");
   auto gradient = torch::autograd::grad({loss.sum()}, {input}, /*grad_outputs=*/{}, /*retain_graph=*/false,
                                         /*create_graph=*/false, /*allow_unused=*/true)[0];
   // An objective that does not depend on the input (a constant model, say) has zero gradient.
-  if (!gradient.defined()) gradient = torch::zeros_like(input);
-  return {loss.detach(), gradient};
+  if (!gradient.defined()) return {loss.detach(), torch::zeros_like(x_adv)};
+  return {loss.detach(), gradient.contiguous(x_adv.suggest_memory_format())};
 }
 
 /// The per-sample objective at x, without building a graph.
 template <Model M, Objective O>
 torch::Tensor loss_only(M& model, const torch::Tensor& x, const O& objective) {
   torch::NoGradGuard no_grad;
-  return objective(forward(model, x));
+  return objective(forward(model, model_layout(x)));
 }
 
 /// Shape [B, 1, ..., 1] for broadcasting one value per sample over x.

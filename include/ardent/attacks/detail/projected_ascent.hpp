@@ -17,9 +17,21 @@ struct AscentSettings {
   double clip_max;
 };
 
+/// With Speedups::fused_linf_step a Linf step is x' <- clamp(x' + a sign(g), lower, upper) with
+/// lower = max(x - eps, lo) and upper = min(x + eps, hi) computed once: the same point as the
+/// projection followed by the box clamp, in three passes over memory instead of seven.
 template <Model M, Objective O>
 torch::Tensor projected_ascent(M& model, const torch::Tensor& x, torch::Tensor x_adv, const O& objective,
                                const AscentSettings& s) {
+  if (s.norm == Norm::Linf && speedups().fused_linf_step) {
+    const auto lower = (x - s.epsilon).clamp_min_(s.clip_min);
+    const auto upper = (x + s.epsilon).clamp_max_(s.clip_max);
+    for (int64_t step = 0; step < s.steps; ++step) {
+      auto gradient = loss_and_gradient(model, x_adv, objective).gradient;
+      x_adv = torch::add(x_adv, gradient.sign_(), s.step_size).clamp_(lower, upper);
+    }
+    return x_adv;
+  }
   for (int64_t step = 0; step < s.steps; ++step) {
     const auto gradient = loss_and_gradient(model, x_adv, objective).gradient;
     x_adv = project(s.norm, x_adv + s.step_size * ascent_direction(s.norm, gradient), x, s.epsilon, s.clip_min,

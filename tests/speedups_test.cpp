@@ -1,0 +1,218 @@
+// The optimisations of the attack's passes (core/speedups.hpp, models/conv.hpp, models/conv_bn.hpp):
+// each agrees with the plain computation within 1e-5, relative to the largest value compared.
+#include "catch.hpp"
+#include "helpers.hpp"
+
+#include <ardent/attacks/pgd.hpp>
+#include <ardent/core/speedups.hpp>
+#include <ardent/models/conv.hpp>
+#include <ardent/models/conv_bn.hpp>
+#include <ardent/models/mobilenet_v2.hpp>
+#include <ardent/models/resnet.hpp>
+#include <ardent/models/small_cnn.hpp>
+#include <ardent/models/wide_resnet.hpp>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+namespace nn = torch::nn;
+using ardent::Speedups;
+using ardent::SpeedupsGuard;
+
+/// max |a - b| / max |b|: 0 for identical tensors, whatever their scale.
+double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
+  REQUIRE(a.sizes() == b.sizes());
+  return (a - b).abs().max().item<double>() / b.abs().max().clamp_min(1e-30).item<double>();
+}
+
+/// Random running statistics and affine parameters, so that folding a BatchNorm is not the identity.
+template <typename Module>
+void randomise_batch_norms(Module& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& m : model->modules(/*include_self=*/false)) {
+    if (auto* bn = m->template as<nn::BatchNorm2d>()) {
+      bn->running_mean.uniform_(-0.5, 0.5);
+      bn->running_var.uniform_(0.5, 2.0);
+      bn->weight.uniform_(0.5, 1.5);
+      bn->bias.uniform_(-0.5, 0.5);
+    }
+  }
+}
+
+/// The cross-entropy gradient with respect to the input, as PGD computes it.
+template <typename Module>
+torch::Tensor input_gradient(Module& model, const torch::Tensor& x, const torch::Tensor& y) {
+  return ardent::attacks::detail::loss_and_gradient(model, x, ardent::objectives::CrossEntropy{y}).gradient;
+}
+
+std::string node_name(const torch::Tensor& y) { return y.grad_fn() ? y.grad_fn()->name() : std::string("none"); }
+
+}  // namespace
+
+TEST_CASE("Speedups: every switch is on by default, and SpeedupsGuard restores them", "[speedups]") {
+  const Speedups& s = ardent::speedups();
+  CHECK((s.freeze_parameters && s.fold_batch_norm && s.depthwise_input_gradient && s.channels_last &&
+         s.fused_linf_step));
+  {
+    SpeedupsGuard plain(ardent::no_speedups);
+    CHECK_FALSE((s.freeze_parameters || s.fold_batch_norm || s.depthwise_input_gradient || s.channels_last ||
+                 s.fused_linf_step));
+  }
+  CHECK((s.freeze_parameters && s.fold_batch_norm && s.channels_last));
+}
+
+TEST_CASE("conv2d: a stride-1 depthwise input gradient through the flipped kernel matches ATen's", "[speedups]") {
+  torch::manual_seed(0);
+  struct Case {
+    int64_t kernel, padding, dilation;
+    bool bias, channels_last;
+  };
+  for (const auto& c : {Case{3, 1, 1, false, false}, Case{3, 1, 1, true, true}, Case{5, 2, 1, true, false},
+                        Case{3, 2, 2, false, true}, Case{3, 0, 1, true, false}}) {
+    CAPTURE(c.kernel, c.padding, c.dilation, c.bias, c.channels_last);
+    nn::Conv2d conv(
+        nn::Conv2dOptions(6, 6, c.kernel).padding(c.padding).dilation(c.dilation).groups(6).bias(c.bias));
+    for (auto& p : conv->parameters()) p.requires_grad_(false);
+    auto x = torch::randn({4, 6, 11, 9});
+    if (c.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    x.requires_grad_(true);
+    const auto g = torch::randn_like(conv->forward(x));
+
+    const auto y_fast = ardent::models::conv2d(conv, x);
+    CHECK(node_name(y_fast).find("DepthwiseConv2dInputGradient") != std::string::npos);
+    const auto grad_fast = torch::autograd::grad({y_fast}, {x}, {g})[0];
+    const auto y_aten = conv->forward(x);
+    const auto grad_aten = torch::autograd::grad({y_aten}, {x}, {g})[0];
+    CHECK(relative_error(y_fast, y_aten) < 1e-6);
+    CHECK(relative_error(grad_fast, grad_aten) < 1e-5);
+  }
+}
+
+TEST_CASE("conv2d keeps ATen's path where the flipped kernel does not apply", "[speedups]") {
+  auto x = torch::randn({2, 4, 8, 8}, torch::requires_grad());
+  nn::Conv2d depthwise(nn::Conv2dOptions(4, 4, 3).padding(1).groups(4));
+  // The weight wants a gradient (training): ATen computes both.
+  CHECK(node_name(ardent::models::conv2d(depthwise, x)).find("Depthwise") == std::string::npos);
+  for (auto& p : depthwise->parameters()) p.requires_grad_(false);
+  {
+    SpeedupsGuard off(Speedups{.depthwise_input_gradient = false});
+    CHECK(node_name(ardent::models::conv2d(depthwise, x)).find("Depthwise") == std::string::npos);
+  }
+  nn::Conv2d strided(nn::Conv2dOptions(4, 4, 3).padding(1).stride(2).groups(4));
+  nn::Conv2d dense(nn::Conv2dOptions(4, 4, 3).padding(1));
+  nn::Conv2d reflect(nn::Conv2dOptions(4, 4, 3).padding(1).groups(4).padding_mode(torch::kReflect));
+  for (auto* conv : {&strided, &dense, &reflect}) {
+    for (auto& p : (*conv)->parameters()) p.requires_grad_(false);
+    const auto y = ardent::models::conv2d(*conv, x);
+    CHECK(node_name(y).find("Depthwise") == std::string::npos);
+    CHECK(relative_error(y, (*conv)->forward(x)) == 0.0);
+  }
+}
+
+TEST_CASE("conv_bn folds an eval-mode BatchNorm into the convolution, and only then", "[speedups]") {
+  torch::manual_seed(1);
+  for (const bool bias : {false, true}) {
+    CAPTURE(bias);
+    nn::Conv2d conv(nn::Conv2dOptions(3, 8, 3).padding(1).bias(bias));
+    nn::BatchNorm2d bn(8);
+    nn::Sequential holder(conv, bn);
+    randomise_batch_norms(holder);
+    holder->eval();
+    const auto x = torch::randn({5, 3, 10, 10});
+    const auto plain = bn->forward(conv->forward(x));
+
+    torch::NoGradGuard no_grad;
+    CHECK(ardent::models::folds_batch_norm(conv, bn));
+    const auto folded = ardent::models::conv_bn(conv, bn, x);
+    CHECK(relative_error(folded, plain) < 1e-5);
+    const auto [weight, shift] = ardent::models::fold_batch_norm(conv, bn);
+    CHECK(relative_error(torch::conv2d(x, weight, shift, 1, 1), plain) < 1e-5);
+  }
+  nn::Conv2d conv(nn::Conv2dOptions(3, 8, 3).padding(1));
+  nn::BatchNorm2d bn(8);
+  bn->eval();
+  CHECK_FALSE(ardent::models::folds_batch_norm(conv, bn));  // autograd on, parameters want gradients
+  {
+    torch::NoGradGuard no_grad;
+    SpeedupsGuard off(Speedups{.fold_batch_norm = false});
+    CHECK_FALSE(ardent::models::folds_batch_norm(conv, bn));
+  }
+  bn->train();
+  torch::NoGradGuard no_grad;
+  CHECK_FALSE(ardent::models::folds_batch_norm(conv, bn));  // batch statistics
+  nn::BatchNorm2d stateless(nn::BatchNorm2dOptions(8).track_running_stats(false));
+  stateless->eval();
+  CHECK_FALSE(ardent::models::folds_batch_norm(conv, stateless));
+  CHECK_THROWS_WITH(ardent::models::fold_batch_norm(conv, stateless),
+                    Catch::Contains("'bn' has no running statistics"));
+}
+
+// ReLU networks are piecewise linear: any change of rounding (a folded weight, another convolution
+// algorithm, another thread count) can move a pre-activation lying within rounding of 0 across its
+// kink and change the gradient there by far more than the rounding. So the input gradients are
+// compared in float64, where the optimised and plain computations must agree to 1e-5 relative (a
+// wrong formula would miss by far more); the logits, continuous in the weights, also in float32.
+TEST_CASE("Each speedup, and all together: the attack's input gradient and the inference logits agree with "
+          "the plain computation", "[speedups]") {
+  torch::manual_seed(2);
+  const auto labels = torch::randint(0, 10, {2});
+  const auto cifar = torch::rand({2, 3, 32, 32});
+  const std::vector<std::pair<std::string, Speedups>> settings{
+      {"freeze_parameters", Speedups{true, false, false, false, false}},
+      // Folding and the depthwise gradient act where no parameter wants a gradient: with frozen parameters.
+      {"fold_batch_norm", Speedups{true, true, false, false, false}},
+      {"depthwise_input_gradient", Speedups{true, false, true, false, false}},
+      {"channels_last", Speedups{false, false, false, true, false}},
+      {"all", Speedups{}}};
+  const auto check = [&](auto model, const torch::Tensor& x) {
+    randomise_batch_norms(model);
+    model->eval();
+    const auto attack_gradient = [&](const Speedups& speedups, torch::Dtype dtype) {
+      SpeedupsGuard guard(speedups);
+      const ardent::attacks::detail::AttackScope attack_scope(model, /*eval_mode=*/true);
+      return input_gradient(model, x.to(dtype), labels);
+    };
+    const auto logits = [&](const Speedups& speedups) {
+      SpeedupsGuard guard(speedups);
+      torch::NoGradGuard no_grad;
+      return model->forward(x);
+    };
+    const auto plain_logits = logits(ardent::no_speedups);
+    for (const auto& [name, speedups] : settings) {
+      CAPTURE(name);
+      CHECK(relative_error(logits(speedups), plain_logits) < 1e-5);
+    }
+    model->to(torch::kDouble);
+    const auto plain_gradient = attack_gradient(ardent::no_speedups, torch::kDouble);
+    for (const auto& [name, speedups] : settings) {
+      CAPTURE(name);
+      CHECK(relative_error(attack_gradient(speedups, torch::kDouble), plain_gradient) < 1e-5);
+    }
+  };
+  SECTION("ResNet18") { check(ardent::models::ResNet18(), cifar); }
+  SECTION("MobileNetV2") { check(ardent::models::MobileNetV2(), cifar); }
+  SECTION("WideResNet-16-2") {
+    check(ardent::models::WideResNet(ardent::models::WideResNetOptions().depth(16).widen_factor(2)), cifar);
+  }
+  SECTION("SmallCNN") { check(ardent::models::SmallCNN(), torch::rand({2, 1, 28, 28})); }
+}
+
+TEST_CASE("The fused Linf step reaches the point of projection then box clamp", "[speedups]") {
+  auto reference = ardent_test::load_reference();
+  reference.model.to(torch::kDouble);  // a sign flip of a gradient component at a kink would be rounding, not error
+  reference.x = reference.x.to(torch::kDouble);
+  const auto attack = ardent::attacks::PGD(ardent::attacks::PGDOptions(0.1).step_size(0.02).steps(5));
+  const auto run = [&](bool fused) {
+    SpeedupsGuard guard(Speedups{.fused_linf_step = fused});
+    torch::manual_seed(3);
+    return attack.perturb(reference.model, reference.x, reference.y);
+  };
+  const auto plain = run(false);
+  const auto fused = run(true);
+  CHECK(relative_error(fused, plain) < 1e-5);
+  CHECK(((fused - reference.x).abs().max().item<double>() <= 0.1 + 1e-6));
+  CHECK((fused.min().item<double>() >= 0.0 && fused.max().item<double>() <= 1.0));
+}
