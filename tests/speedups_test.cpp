@@ -54,8 +54,8 @@ std::string node_name(const torch::Tensor& y) { return y.grad_fn() ? y.grad_fn()
 
 TEST_CASE("Speedups: every switch is on by default, and SpeedupsGuard restores them", "[speedups]") {
   const Speedups& s = ardent::speedups();
-  CHECK((s.freeze_parameters && s.fold_batch_norm && s.depthwise_input_gradient && s.channels_last &&
-         s.fused_linf_step));
+  CHECK(
+      (s.freeze_parameters && s.fold_batch_norm && s.depthwise_input_gradient && s.channels_last && s.fused_linf_step));
   {
     SpeedupsGuard plain(ardent::no_speedups);
     CHECK_FALSE((s.freeze_parameters || s.fold_batch_norm || s.depthwise_input_gradient || s.channels_last ||
@@ -73,8 +73,7 @@ TEST_CASE("conv2d: a stride-1 depthwise input gradient through the flipped kerne
   for (const auto& c : {Case{3, 1, 1, false, false}, Case{3, 1, 1, true, true}, Case{5, 2, 1, true, false},
                         Case{3, 2, 2, false, true}, Case{3, 0, 1, true, false}}) {
     CAPTURE(c.kernel, c.padding, c.dilation, c.bias, c.channels_last);
-    nn::Conv2d conv(
-        nn::Conv2dOptions(6, 6, c.kernel).padding(c.padding).dilation(c.dilation).groups(6).bias(c.bias));
+    nn::Conv2d conv(nn::Conv2dOptions(6, 6, c.kernel).padding(c.padding).dilation(c.dilation).groups(6).bias(c.bias));
     for (auto& p : conv->parameters()) p.requires_grad_(false);
     auto x = torch::randn({4, 6, 11, 9});
     if (c.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
@@ -155,8 +154,10 @@ TEST_CASE("conv_bn folds an eval-mode BatchNorm into the convolution, and only t
 // kink and change the gradient there by far more than the rounding. So the input gradients are
 // compared in float64, where the optimised and plain computations must agree to 1e-5 relative (a
 // wrong formula would miss by far more); the logits, continuous in the weights, also in float32.
-TEST_CASE("Each speedup, and all together: the attack's input gradient and the inference logits agree with "
-          "the plain computation", "[speedups]") {
+TEST_CASE(
+    "Each speedup, and all together: the attack's input gradient and the inference logits agree with "
+    "the plain computation",
+    "[speedups]") {
   torch::manual_seed(2);
   const auto labels = torch::randint(0, 10, {2});
   const auto cifar = torch::rand({2, 3, 32, 32});

@@ -23,8 +23,7 @@ namespace detail {
 struct DepthwiseConv2dInputGradient : public torch::autograd::Function<DepthwiseConv2dInputGradient> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
-                               std::vector<int64_t> padding,
-                               std::vector<int64_t> dilation) {
+                               std::vector<int64_t> padding, std::vector<int64_t> dilation) {
     ctx->save_for_backward({weight});
     auto y = torch::conv2d(x, weight, bias, /*stride=*/1, padding, dilation, /*groups=*/weight.size(0));
     std::vector<int64_t> flipped_padding(2);
@@ -64,7 +63,8 @@ inline bool has_zero_padding(const torch::nn::Conv2d& conv) {
 /// gradient through the flipped kernel.
 inline torch::Tensor conv2d(const torch::nn::Conv2d& conv, const torch::Tensor& x, const torch::Tensor& weight,
                             const torch::Tensor& bias) {
-  TORCH_CHECK(detail::has_zero_padding(conv), "ardent::models::conv2d: argument 'conv' pads with another mode than zeros, "
+  TORCH_CHECK(detail::has_zero_padding(conv),
+              "ardent::models::conv2d: argument 'conv' pads with another mode than zeros, "
               "expected zero padding when weights are given (use conv->forward)");
   const auto& o = conv->options;
   if (speedups().depthwise_input_gradient && detail::is_stride_one_depthwise(o) && torch::GradMode::is_enabled() &&
@@ -78,9 +78,13 @@ inline torch::Tensor conv2d(const torch::nn::Conv2d& conv, const torch::Tensor& 
                                                          c10::IntArrayRef(dilation).vec());
     }
   }
-  return torch::nn::functional::conv2d(
-      x, weight, torch::nn::functional::Conv2dFuncOptions().bias(bias).stride(o.stride()).padding(o.padding())
-                     .dilation(o.dilation()).groups(o.groups()));
+  return torch::nn::functional::conv2d(x, weight,
+                                       torch::nn::functional::Conv2dFuncOptions()
+                                           .bias(bias)
+                                           .stride(o.stride())
+                                           .padding(o.padding())
+                                           .dilation(o.dilation())
+                                           .groups(o.groups()));
 }
 
 /// conv->forward(x), with the fast input gradient where it applies.

@@ -68,8 +68,8 @@ template <Model M, AttackGoal G>
 void check_call(std::string_view attack, M& model, const torch::Tensor& x, const G& goal, double clip_min,
                 double clip_max) {
   if (const auto device = device_of(model); device && x.defined() && *device != x.device()) {
-    fail_argument(attack, "x", fmt::format("is on device {}, expected the model's device {}", x.device().str(),
-                                           device->str()));
+    fail_argument(attack, "x",
+                  fmt::format("is on device {}, expected the model's device {}", x.device().str(), device->str()));
   }
   check_input_batch(attack, "x", x, clip_min, clip_max);
   if constexpr (std::same_as<G, torch::Tensor>) {
@@ -96,9 +96,12 @@ auto to_objective(const G& goal) {
 inline torch::Tensor attack_copy(const torch::Tensor& x) { return x.detach().clone(); }
 
 /// x as the attack hands it to the model: channels-last (NHWC) for a 4-d batch when
-/// Speedups::channels_last, where oneDNN's convolutions and their backward are faster.
+/// Speedups::channels_last, where oneDNN's convolutions, pooling and their backward are faster.
+/// (x.contiguous(ChannelsLast) would leave a one-channel batch in NCHW strides, which every layer
+/// after it would then keep.)
 inline torch::Tensor model_layout(const torch::Tensor& x) {
-  return speedups().channels_last && x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+  if (!speedups().channels_last || x.dim() != 4) return x;
+  return torch::empty(x.sizes(), x.options(), at::MemoryFormat::ChannelsLast).copy_(x);
 }
 
 /// The per-sample objective at x_adv and its gradient with respect to x_adv alone:
@@ -157,21 +160,19 @@ class BestPerSample {
 };
 
 /// Per-sample L2 norm, as [B, 1, ..., 1].
-inline torch::Tensor l2_norm(const torch::Tensor& t) {
-  return per_sample(t.flatten(1).norm(2, /*dim=*/1), t);
-}
+inline torch::Tensor l2_norm(const torch::Tensor& t) { return per_sample(t.flatten(1).norm(2, /*dim=*/1), t); }
 
 /// delta = clamp(x' - x, -eps, eps); x' = clamp(x + delta, lo, hi).
-inline torch::Tensor project_linf(const torch::Tensor& x_adv, const torch::Tensor& x, double epsilon,
-                                  double clip_min, double clip_max) {
+inline torch::Tensor project_linf(const torch::Tensor& x_adv, const torch::Tensor& x, double epsilon, double clip_min,
+                                  double clip_max) {
   const auto delta = (x_adv - x).clamp(-epsilon, epsilon);
   return (x + delta).clamp(clip_min, clip_max);
 }
 
 /// delta scaled by min(1, eps / ||delta||_2), then clamped to the box. The box clamp moves every
 /// coordinate toward x (which lies in the box), so the result stays in the ball.
-inline torch::Tensor project_l2(const torch::Tensor& x_adv, const torch::Tensor& x, double epsilon,
-                                double clip_min, double clip_max) {
+inline torch::Tensor project_l2(const torch::Tensor& x_adv, const torch::Tensor& x, double epsilon, double clip_min,
+                                double clip_max) {
   const auto delta = x_adv - x;
   const auto factor = (epsilon / l2_norm(delta).clamp_min(1e-12)).clamp_max(1.0);
   return (x + delta * factor).clamp(clip_min, clip_max);
@@ -186,8 +187,7 @@ inline torch::Tensor project(Norm norm, const torch::Tensor& x_adv, const torch:
 /// A point drawn uniformly from the epsilon ball around x, clamped to the box.
 /// Linf: each coordinate uniform in [-eps, eps]. L2: a Gaussian direction with radius eps * u^(1/d),
 /// which is uniform in volume (a radius uniform in [0, eps] would crowd the centre).
-inline torch::Tensor random_start(Norm norm, const torch::Tensor& x, double epsilon, double clip_min,
-                                  double clip_max) {
+inline torch::Tensor random_start(Norm norm, const torch::Tensor& x, double epsilon, double clip_min, double clip_max) {
   torch::Tensor delta;
   if (norm == Norm::Linf) {
     delta = torch::empty_like(x).uniform_(-epsilon, epsilon);
