@@ -4,6 +4,7 @@
 #include "helpers.hpp"
 
 #include <ardent/attacks/pgd.hpp>
+#include <ardent/core/memory.hpp>
 #include <ardent/core/speedups.hpp>
 #include <ardent/models/conv.hpp>
 #include <ardent/models/conv_bn.hpp>
@@ -62,6 +63,14 @@ TEST_CASE("Speedups: every switch is on by default, and SpeedupsGuard restores t
                  s.fused_linf_step));
   }
   CHECK((s.freeze_parameters && s.fold_batch_norm && s.channels_last));
+}
+
+TEST_CASE("keep_freed_memory configures glibc's malloc", "[speedups]") {
+#if defined(__GLIBC__)
+  CHECK(ardent::keep_freed_memory());
+#else
+  CHECK_FALSE(ardent::keep_freed_memory());
+#endif
 }
 
 TEST_CASE("conv2d: a stride-1 depthwise input gradient through the flipped kernel matches ATen's", "[speedups]") {
@@ -162,11 +171,11 @@ TEST_CASE(
   const auto labels = torch::randint(0, 10, {2});
   const auto cifar = torch::rand({2, 3, 32, 32});
   const std::vector<std::pair<std::string, Speedups>> settings{
-      {"freeze_parameters", Speedups{true, false, false, false, false}},
+      {"freeze_parameters", Speedups{true, false, false, false, false, false}},
       // Folding and the depthwise gradient act where no parameter wants a gradient: with frozen parameters.
-      {"fold_batch_norm", Speedups{true, true, false, false, false}},
-      {"depthwise_input_gradient", Speedups{true, false, true, false, false}},
-      {"channels_last", Speedups{false, false, false, true, false}},
+      {"fold_batch_norm", Speedups{true, true, false, false, false, false}},
+      {"depthwise_input_gradient", Speedups{true, false, true, false, false, false}},
+      {"channels_last", Speedups{false, false, false, true, false, false}},
       {"all", Speedups{}}};
   const auto check = [&](auto model, const torch::Tensor& x) {
     randomise_batch_norms(model);

@@ -4,6 +4,7 @@
 #include "ardent/core/attack.hpp"
 #include "ardent/core/check.hpp"
 #include "ardent/core/mode_guard.hpp"
+#include "ardent/core/memory.hpp"
 #include "ardent/core/model.hpp"
 #include "ardent/core/objectives.hpp"
 #include "ardent/core/speedups.hpp"

@@ -20,6 +20,11 @@ struct Speedups {
   /// A Linf step is one add and one clamp against bounds computed once per attack,
   /// max(x - eps, lo) <= x' <= min(x + eps, hi), instead of a projection and a box clamp.
   bool fused_linf_step = true;
+  /// The first attack makes the process keep freed memory for reuse (ardent::keep_freed_memory,
+  /// glibc only): the same activations are allocated at every step, and without it each large
+  /// one costs a page fault per 4 KiB page. Process-wide and not undone; switch it off before
+  /// the first attack to keep malloc's defaults.
+  bool keep_freed_memory = true;
 };
 
 /// The process-wide switches. Change them between attacks, not while one runs on another thread.
@@ -43,6 +48,6 @@ class SpeedupsGuard {
 };
 
 /// Every switch off: the plain computation.
-inline constexpr Speedups no_speedups{false, false, false, false, false};
+inline constexpr Speedups no_speedups{false, false, false, false, false, false};
 
 }  // namespace ardent

@@ -4,6 +4,7 @@
 
 #include "ardent/core/attack.hpp"
 #include "ardent/core/check.hpp"
+#include "ardent/core/memory.hpp"
 #include "ardent/core/mode_guard.hpp"
 #include "ardent/core/model.hpp"
 #include "ardent/core/objectives.hpp"
@@ -44,11 +45,16 @@ class FrozenParameters {
 
 /// The state an attack needs whatever its caller's: autograd on (even under NoGradGuard or
 /// InferenceMode), the parameters out of autograd, and the model in eval mode unless asked
-/// otherwise. Every flag is restored on exit.
+/// otherwise. Every flag is restored on exit. The first scope also applies
+/// Speedups::keep_freed_memory.
 class AttackScope {
  public:
   template <Model M>
-  AttackScope(M& model, bool eval_mode) : mode_(model, eval_mode), frozen_(model) {}
+  AttackScope(M& model, bool eval_mode) : mode_(model, eval_mode), frozen_(model) {
+    if (speedups().keep_freed_memory) {
+      [[maybe_unused]] static const bool kept = keep_freed_memory();
+    }
+  }
 
  private:
   c10::InferenceMode inference_off_{false};
