@@ -1,7 +1,8 @@
 #pragma once
 // Switches for the optimisations of the attack's passes through the model (docs/performance.md).
-// Each keeps the attack's gradients within 1e-5 (relative) of the plain computation, so all are on
-// by default; switching one off measures it, or reproduces the plain computation.
+// Each keeps logits and input gradients within 1e-5 (relative) of the plain computation
+// (tests/speedups_test.cpp), so all are on by default; switching one off measures it, or
+// reproduces the plain computation.
 
 namespace ardent {
 
@@ -12,7 +13,8 @@ struct Speedups {
   /// to their parameters is needed (attacks, a teacher without gradients, evaluation).
   bool fold_batch_norm = true;
   /// models::conv2d computes the input gradient of a stride-1 depthwise convolution as a forward
-  /// depthwise convolution with the flipped kernel (ATen's CPU backward is up to 10x slower).
+  /// depthwise convolution with the flipped kernel (layer by layer, ATen's CPU backward is up
+  /// to 10x slower on some shapes).
   bool depthwise_input_gradient = true;
   /// Attacks pass 4-d inputs to the model in channels-last (NHWC) layout, where oneDNN's
   /// convolutions, depthwise ones above all, are faster.
