@@ -139,6 +139,17 @@ TEST_CASE("KL, CE and MSE equal their closed forms, with gradients matching fini
 
 namespace {
 
+/// An attack that returns x and records whether a watched parameter wanted a gradient meanwhile.
+struct ProbeAttack {
+  std::vector<torch::Tensor> watched;
+  std::shared_ptr<bool> saw_trainable = std::make_shared<bool>(false);
+  template <ardent::Model M, typename Goal>
+  torch::Tensor perturb(M& /*model*/, const torch::Tensor& x, const Goal& /*goal*/) const {
+    for (const auto& p : watched) *saw_trainable = *saw_trainable || p.requires_grad();
+    return x.detach().clone();
+  }
+};
+
 struct Setup {
   Net teacher{3, /*batch_norm=*/true};
   Net student{3};
@@ -244,6 +255,15 @@ TEST_CASE("one step of each recipe equals its paper's formula", "[distill][recip
     Distiller adaad(s.teacher, s.student, attacks::PGD(kAttack), losses::KL(), targets::Logits{}, recipes::adaad());
     adaad.train();
     CHECK(adaad.step(s.x, s.y, optimizer).loss == Approx(expected.item<double>()).epsilon(1e-5));
+  }
+  SECTION("AdaAD's attack runs with the parameters of both networks out of autograd, restored after") {
+    ProbeAttack probe{s.student->parameters()};
+    for (const auto& p : s.teacher->parameters()) probe.watched.push_back(p);
+    Distiller adaad(s.teacher, s.student, probe, losses::KL(), targets::Logits{}, recipes::adaad());
+    adaad.train();
+    adaad.step(s.x, s.y, optimizer);
+    CHECK_FALSE(*probe.saw_trainable);
+    for (const auto& p : s.student->parameters()) CHECK(p.requires_grad());
   }
   SECTION("KD: alpha T^2 KL(T(x) || S(x)) + (1 - alpha) CE(S(x), y), no attack") {
     const double alpha = 0.9;

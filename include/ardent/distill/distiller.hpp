@@ -8,6 +8,7 @@
 // teacher without gradients and in eval mode (it is never changed, BatchNorm statistics included),
 // the loss terms with non-zero weight, backward and the optimizer step.
 
+#include "ardent/attacks/detail/gradient.hpp"
 #include "ardent/core/attack.hpp"
 #include "ardent/core/check.hpp"
 #include "ardent/core/mode_guard.hpp"
@@ -220,6 +221,10 @@ class Distiller {
         }
         break;
       case AttackObjective::KLToAdversarialTeacher: {
+        // The pair holds no parameters of its own, so the attack cannot take the networks'
+        // parameters out of autograd: done here (Speedups::freeze_parameters), restored on exit.
+        const attacks::detail::FrozenParameters frozen_teacher(teacher_);
+        const attacks::detail::FrozenParameters frozen_student(student_);
         detail::TeacherStudent both([this](const torch::Tensor& input) { return forward(teacher_, input); },
                                     [this](const torch::Tensor& input) { return forward(student_, input); });
         if constexpr (requires { attack_.perturb(both, x, detail::SideBySideKL{}); }) {
