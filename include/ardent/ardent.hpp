@@ -42,6 +42,7 @@
 #include "ardent/data/cifar.hpp"
 #include "ardent/data/augment.hpp"
 #include "ardent/data/batches.hpp"
+#include "ardent/data/labelled_images.hpp"
 #include "ardent/data/mnist.hpp"
 
 #include "ardent/train/checkpoint.hpp"

@@ -46,7 +46,7 @@ inline std::pair<torch::Tensor, torch::Tensor> read_cifar_records(const std::fil
 }  // namespace detail
 
 /// Images as float32 [N, 3, 32, 32] in [0, 1], labels as int64 [N].
-class CIFAR10 : public torch::data::datasets::Dataset<CIFAR10> {
+class CIFAR10 : public LabelledImages<CIFAR10> {
  public:
   enum class Split { Train, Test };
 
@@ -60,12 +60,11 @@ class CIFAR10 : public torch::data::datasets::Dataset<CIFAR10> {
       files.emplace_back("test_batch.bin");
     }
     for (const auto& file : files) {
-      auto [x, y] = read_file(find(directory, file));
+      auto [x, y] = read_file(detail::find_data_file("ardent::data::CIFAR10", directory, file));
       images.push_back(std::move(x));
       labels.push_back(std::move(y));
     }
-    images_ = torch::cat(images).to(torch::kFloat32).div_(255.0);
-    labels_ = torch::cat(labels).to(torch::kInt64);
+    assign(torch::cat(images), torch::cat(labels));
   }
 
   /// One binary batch file: (uint8 images [n, 3, 32, 32], uint8 labels [n]). Throws naming the
@@ -73,63 +72,25 @@ class CIFAR10 : public torch::data::datasets::Dataset<CIFAR10> {
   static std::pair<torch::Tensor, torch::Tensor> read_file(const std::filesystem::path& path) {
     return detail::read_cifar_records(path, {"ardent::data::CIFAR10", 1, 0, 10});
   }
-
-  torch::data::Example<> get(size_t index) override {
-    return {images_[static_cast<int64_t>(index)], labels_[static_cast<int64_t>(index)]};
-  }
-  torch::optional<size_t> size() const override { return static_cast<size_t>(images_.size(0)); }
-
-  const torch::Tensor& images() const { return images_; }
-  const torch::Tensor& labels() const { return labels_; }
-
- private:
-  static std::filesystem::path find(const std::filesystem::path& directory, const std::string& name) {
-    for (const auto& candidate : {directory / name, directory / (name + ".gz")}) {
-      if (std::filesystem::is_regular_file(candidate)) return candidate;
-    }
-    TORCH_CHECK(false, "ardent::data::CIFAR10: ", directory.string(), ": has neither ", name, " nor ", name, ".gz");
-  }
-
-  torch::Tensor images_;
-  torch::Tensor labels_;
 };
 
 /// CIFAR-100 (Krizhevsky 2009), binary version: train.bin (50,000 images) and test.bin (10,000),
 /// 3074-byte records: the coarse label (0..19), the fine label (0..99), then 3072 pixel bytes as in
 /// CIFAR-10. Labels are the fine ones unless `coarse` is set.
-class CIFAR100 : public torch::data::datasets::Dataset<CIFAR100> {
+class CIFAR100 : public LabelledImages<CIFAR100> {
  public:
   enum class Split { Train, Test };
 
   explicit CIFAR100(const std::filesystem::path& directory, Split split = Split::Train, bool coarse = false) {
     const std::string name = split == Split::Train ? "train.bin" : "test.bin";
-    std::filesystem::path path = directory / name;
-    if (!std::filesystem::is_regular_file(path) && std::filesystem::is_regular_file(directory / (name + ".gz"))) {
-      path = directory / (name + ".gz");
-    }
-    TORCH_CHECK(std::filesystem::is_regular_file(path), "ardent::data::CIFAR100: ", directory.string(),
-                ": has neither ", name, " nor ", name, ".gz");
-    const auto [images, labels] = read_file(path, coarse);
-    images_ = images.to(torch::kFloat32).div_(255.0);
-    labels_ = labels.to(torch::kInt64);
+    const auto [images, labels] = read_file(detail::find_data_file("ardent::data::CIFAR100", directory, name), coarse);
+    assign(images, labels);
   }
 
   /// One binary file: (uint8 images [n, 3, 32, 32], uint8 fine or coarse labels [n]).
   static std::pair<torch::Tensor, torch::Tensor> read_file(const std::filesystem::path& path, bool coarse = false) {
     return detail::read_cifar_records(path, {"ardent::data::CIFAR100", 2, coarse ? 0U : 1U, coarse ? 20 : 100});
   }
-
-  torch::data::Example<> get(size_t index) override {
-    return {images_[static_cast<int64_t>(index)], labels_[static_cast<int64_t>(index)]};
-  }
-  torch::optional<size_t> size() const override { return static_cast<size_t>(images_.size(0)); }
-
-  const torch::Tensor& images() const { return images_; }
-  const torch::Tensor& labels() const { return labels_; }
-
- private:
-  torch::Tensor images_;
-  torch::Tensor labels_;
 };
 
 }  // namespace ardent::data

@@ -3,6 +3,8 @@
 // plain or gzip-compressed. An IDX file is a big-endian header (magic 0x0000 08 NN: unsigned
 // bytes, NN dimensions; then NN uint32 sizes) followed by the data in C order.
 
+#include "ardent/data/labelled_images.hpp"
+
 #include <torch/torch.h>
 
 #include <fmt/format.h>
@@ -80,42 +82,23 @@ inline torch::Tensor read_idx_u8(const std::filesystem::path& path, int expected
 /// MNIST and Fashion-MNIST: images as float32 [N, 1, 28, 28] in [0, 1], labels as int64 [N].
 /// Files are looked up as `<prefix>-images-idx3-ubyte[.gz]` and `<prefix>-labels-idx1-ubyte[.gz]`
 /// with prefix `train` or `t10k`.
-class MNIST : public torch::data::datasets::Dataset<MNIST> {
+class MNIST : public LabelledImages<MNIST> {
  public:
   enum class Split { Train, Test };
 
   explicit MNIST(const std::filesystem::path& directory = kFashionMNISTDirectory, Split split = Split::Train) {
     const std::string prefix = split == Split::Train ? "train" : "t10k";
-    const auto images = read_idx_u8(find(directory, prefix + "-images-idx3-ubyte"), 3);
-    const auto labels = read_idx_u8(find(directory, prefix + "-labels-idx1-ubyte"), 1);
+    constexpr std::string_view reader = "ardent::data::MNIST";
+    const auto images = read_idx_u8(detail::find_data_file(reader, directory, prefix + "-images-idx3-ubyte"), 3);
+    const auto labels = read_idx_u8(detail::find_data_file(reader, directory, prefix + "-labels-idx1-ubyte"), 1);
     TORCH_CHECK(images.size(1) == 28 && images.size(2) == 28, "ardent::data::MNIST: ", directory.string(),
                 ": images are ", images.size(1), "x", images.size(2), ", expected 28x28");
     TORCH_CHECK(images.size(0) == labels.size(0), "ardent::data::MNIST: ", directory.string(), ": ",
                 images.size(0), " images but ", labels.size(0), " labels");
     TORCH_CHECK(labels.numel() == 0 || labels.max().item<int64_t>() < 10, "ardent::data::MNIST: ",
                 directory.string(), ": labels outside 0..9");
-    images_ = images.unsqueeze(1).to(torch::kFloat32).div_(255.0);
-    labels_ = labels.to(torch::kInt64);
+    assign(images.unsqueeze(1), labels);
   }
-
-  torch::data::Example<> get(size_t index) override {
-    return {images_[static_cast<int64_t>(index)], labels_[static_cast<int64_t>(index)]};
-  }
-  torch::optional<size_t> size() const override { return static_cast<size_t>(images_.size(0)); }
-
-  const torch::Tensor& images() const { return images_; }
-  const torch::Tensor& labels() const { return labels_; }
-
- private:
-  static std::filesystem::path find(const std::filesystem::path& directory, const std::string& stem) {
-    for (const auto& candidate : {directory / stem, directory / (stem + ".gz")}) {
-      if (std::filesystem::is_regular_file(candidate)) return candidate;
-    }
-    TORCH_CHECK(false, "ardent::data::MNIST: ", directory.string(), ": has neither ", stem, " nor ", stem, ".gz");
-  }
-
-  torch::Tensor images_;
-  torch::Tensor labels_;
 };
 
 }  // namespace ardent::data
