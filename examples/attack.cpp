@@ -6,6 +6,8 @@
 //   attack --train-epochs 1               trains a SmallCNN naturally first (the default)
 //
 // Run `attack --help` for every option.
+#include "common.hpp"
+
 #include <ardent/ardent.hpp>
 
 #include <CLI/CLI.hpp>
@@ -13,7 +15,6 @@
 
 #include <chrono>
 #include <functional>
-#include <thread>
 #include <variant>
 
 namespace {
@@ -30,7 +31,7 @@ struct Settings {
   int steps = 10;
   int64_t limit = 0;
   int64_t batch_size = 256;
-  int threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  int threads = examples::default_threads();
   uint64_t seed = 0;
 };
 
@@ -68,30 +69,10 @@ void train(ardent::models::SmallCNN& model, const ardent::data::MNIST& train_set
   model->eval();
 }
 
-/// Accuracy of `model` on (x, y) after `attack`, batch by batch.
-template <ardent::Model M, typename A>
-double robust_accuracy(M& model, const A& attack, const torch::Tensor& x, const torch::Tensor& y,
-                       int64_t batch_size) {
-  int64_t correct = 0;
-  for (int64_t first = 0; first < x.size(0); first += batch_size) {
-    const auto xb = x.slice(0, first, first + batch_size);
-    const auto yb = y.slice(0, first, first + batch_size);
-    const auto x_adv = attack.perturb(model, xb, yb);
-    torch::NoGradGuard no_grad;
-    correct += ardent::forward(model, x_adv).argmax(1).eq(yb).sum().template item<int64_t>();
-  }
-  return static_cast<double>(correct) / static_cast<double>(x.size(0));
-}
-
 template <ardent::Model M>
 void report(M& model, const ardent::data::MNIST& test_set, const Settings& s) {
   namespace at = ardent::attacks;
-  auto x = test_set.images();
-  auto y = test_set.labels();
-  if (s.limit > 0 && s.limit < x.size(0)) {
-    x = x.slice(0, 0, s.limit);
-    y = y.slice(0, 0, s.limit);
-  }
+  const auto data = examples::take(test_set, s.limit);
   const double eps = s.epsilon;
   const double step = 2.5 * eps / s.steps;  // Madry et al.'s step size rule
   using AnyAttack = std::variant<at::None, at::FGSM, at::PGD, at::BIM, at::MIFGSM>;
@@ -107,13 +88,13 @@ void report(M& model, const ardent::data::MNIST& test_set, const Settings& s) {
       {fmt::format("MI-FGSM-{}, Linf eps {}", s.steps, eps),
        at::MIFGSM(at::MIFGSMOptions(eps).step_size(step).steps(s.steps))},
   };
-  fmt::print("\n{} Fashion-MNIST test images\n\n", x.size(0));
+  fmt::print("\n{} Fashion-MNIST test images\n\n", data.images.size(0));
   fmt::print("| {:<26} | {:>8} | {:>8} |\n", "attack", "accuracy", "time (s)");
   fmt::print("| {:-<26} | {:->8} | {:->8} |\n", "", "", "");
   for (const auto& [name, attack] : suite) {
     const auto start = Clock::now();
     const double accuracy =
-        std::visit([&](const auto& a) { return robust_accuracy(model, a, x, y, s.batch_size); }, attack);
+        std::visit([&](const auto& a) { return examples::accuracy_under(model, a, data, s.batch_size); }, attack);
     fmt::print("| {:<26} | {:>7.2f}% | {:>8.1f} |\n", name, 100 * accuracy, seconds_since(start));
     std::fflush(stdout);
   }

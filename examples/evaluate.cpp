@@ -7,6 +7,8 @@
 //   evaluate --model cifar.pt --dataset cifar10 --data cifar-10-batches-bin --epsilon 0.0314
 //
 // Run `evaluate --help` for every option.
+#include "common.hpp"
+
 #include <ardent/ardent.hpp>
 #include <ardent/data/cifar.hpp>
 #include <ardent/eval/evaluate.hpp>
@@ -15,7 +17,6 @@
 #include <CLI/CLI.hpp>
 
 #include <map>
-#include <thread>
 
 namespace {
 
@@ -32,7 +33,7 @@ struct Settings {
   int64_t limit = 0;
   int64_t batch_size = 256;
   int64_t progress_every = 0;
-  int threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  int threads = examples::default_threads();
   uint64_t seed = 0;
 };
 
