@@ -34,6 +34,17 @@ def history(name):
         return list(csv.DictReader(f))
 
 
+def save_plot(fig, ax, xlabel, ylabel, title, filename):
+    """Labels, grid and legend of one plot, written to docs/images/<filename>."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(images / filename, dpi=120)
+
+
 def pct(x):
     return f"{100 * x:.1f}%"
 
@@ -88,13 +99,8 @@ for name in rows:
     points.sort()
     label = "teacher (Madry AT, w32)" if name == "teacher" else LABELS[name.rsplit("_w", 1)[0]] + " (w16)"
     ax.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o", label=label)
-ax.set_xlabel("Linf epsilon (PGD-20)")
-ax.set_ylabel("accuracy (%)")
-ax.set_title("Fashion-MNIST: accuracy against epsilon")
-ax.grid(alpha=0.3)
-ax.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(images / "accuracy_vs_epsilon.png", dpi=120)
+save_plot(fig, ax, "Linf epsilon (PGD-20)", "accuracy (%)", "Fashion-MNIST: accuracy against epsilon",
+          "accuracy_vs_epsilon.png")
 
 # Plot 2: robust accuracy against student width, Madry AT and ARD.
 fig, ax = plt.subplots(figsize=(6, 4))
@@ -106,10 +112,5 @@ for method in ["madry", "ard"]:
 ax.set_xscale("log", base=2)
 ax.set_xticks(widths)
 ax.set_xticklabels([str(w) for w in widths])
-ax.set_xlabel("student width (SmallCNN channels)")
-ax.set_ylabel("robust accuracy at eps 0.1 (%)")
-ax.set_title("Robust accuracy against student size")
-ax.grid(alpha=0.3)
-ax.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(images / "robust_vs_width.png", dpi=120)
+save_plot(fig, ax, "student width (SmallCNN channels)", "robust accuracy at eps 0.1 (%)",
+          "Robust accuracy against student size", "robust_vs_width.png")
