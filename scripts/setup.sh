@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs every Debian package ardent needs (DESIGN.md section 5) that is missing.
+# Installs every Debian package ardent needs (the table in docs/design.md) that is missing.
 # Idempotent: prints nothing and touches nothing when all are present.
 set -euo pipefail
 
 packages=(
-  build-essential cmake
+  build-essential cmake clang-format python3
   libtorch-dev libopenblas0-openmp
   libfmt-dev catch2 libbenchmark-dev libcli11-dev zlib1g-dev nlohmann-json3-dev
   dataset-fashion-mnist

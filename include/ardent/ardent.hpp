@@ -1,6 +1,8 @@
 #pragma once
 // ardent: adversarially robust knowledge distillation on LibTorch. The umbrella header.
 
+#include "ardent/version.hpp"
+
 #include "ardent/core/attack.hpp"
 #include "ardent/core/check.hpp"
 #include "ardent/core/mode_guard.hpp"

@@ -1,9 +1,18 @@
-// Uses only the umbrella header: a small model, a PGD attack, and a check of its guarantees.
+// Uses only the umbrella header: the version the package was found with, a small model, a PGD attack, and
+// a check of its guarantees.
 #include <ardent/ardent.hpp>
 
+#include <cstring>
 #include <iostream>
 
+static_assert(ARDENT_VERSION >= 200, "ardent/version.hpp must come with the umbrella header");
+
 int main() {
+  if (std::strcmp(ardent::version_string, EXPECTED_ARDENT_VERSION) != 0) {
+    std::cerr << "consumer: headers say version " << ardent::version_string << ", the package says "
+              << EXPECTED_ARDENT_VERSION << "\n";
+    return 1;
+  }
   torch::manual_seed(0);
   ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(4));
   const auto x = torch::rand({4, 1, 28, 28});
