@@ -1,20 +1,35 @@
 #!/usr/bin/env bash
-# The Fashion-MNIST reproduction study of docs/reproduction.md. Trains SmallCNN students from the
-# shipped robust teacher (models/fashion_teacher.pt) with every method, evaluates them, and writes
-# the tables and plots. Sizes are chosen to fit two cores in about thirty minutes; change them with
-# the variables below (and the docs' numbers with them).
+# The Fashion-MNIST reproduction study of docs/reproduction.md, in named parts. Every part skips the
+# runs whose outputs exist (and resumes a run whose checkpoint exists), so the study can be run a part
+# at a time, across sessions, and rerun to regenerate only the report.
 #
-#   scripts/reproduce.sh            # everything: training, evaluation, docs/reproduction_results.md, plots
+#   scripts/reproduce.sh            # every part, then the report
+#   scripts/reproduce.sh part1      # the first study: SmallCNN students of the 2-epoch width-32 teacher
+#   scripts/reproduce.sh teacher    # the strong teacher: SmallCNN width 64, 10 epochs of Madry AT
+#   scripts/reproduce.sh sweep      # teacher strength x method (ARD, RSLAD, Madry AT) x width (8, 16)
+#   scripts/reproduce.sh seeds      # ARD against Madry AT at width 16 (strong teacher), seeds 1 and 2
+#   scripts/reproduce.sh recipe     # ard against ard_official and ARD at T = 4 (width 16, strong teacher)
+#   scripts/reproduce.sh claims     # KD on clean images from the strong teacher, natural training
+#   scripts/reproduce.sh report     # docs/reproduction_results.md (both studies) and the plots
+#
+# Part 2's runs use one thread each (OMP_WAIT_POLICY=PASSIVE); its sizes are the variables below and
+# are stated in docs/reproduction.md.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ARDENT_BUILD_DIR:-$root/build}"
 out="${STUDY_DIR:-$root/runs/study}"
+out2="${STUDY2_DIR:-$root/runs/study2}"
+data2="$root/docs/reproduction_data/part2"
 EPSILON=0.1
-EPOCHS="${EPOCHS:-2}"          # the schedule sweep reads epochs 1..EPOCHS of each run's history
-WIDTHS="${WIDTHS:-4 8 16}"     # the capacity sweep (Madry AT against ARD)
-MAIN_WIDTH=16                  # the width of every method's student
+EPOCHS="${EPOCHS:-2}"          # part 1: the schedule sweep reads epochs 1..EPOCHS of each run's history
+WIDTHS="${WIDTHS:-4 8 16}"     # part 1: the capacity sweep (Madry AT against ARD)
+MAIN_WIDTH=16                  # part 1: the width of every method's student
+EPOCHS2="${EPOCHS2:-5}"        # part 2: epochs of every student
+TEACHER_WIDTH=64               # part 2: the strong teacher
+TEACHER_EPOCHS="${TEACHER_EPOCHS:-10}"
 EVAL_IMAGES="${EVAL_IMAGES:-1000}"
 SEED=0
+export OMP_WAIT_POLICY=PASSIVE
 
 "$root/scripts/setup.sh"
 if ! dpkg-query -W -f='${Status}' python3-matplotlib 2>/dev/null | grep -q "install ok installed"; then
@@ -22,49 +37,137 @@ if ! dpkg-query -W -f='${Status}' python3-matplotlib 2>/dev/null | grep -q "inst
   "${sudo_cmd[@]}" apt-get update -qq && "${sudo_cmd[@]}" apt-get install -y -qq python3-matplotlib >/dev/null
 fi
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j "$(nproc)" --target distill evaluate
-mkdir -p "$out"
+cmake --build "$build" -j "$(nproc)" --target distill evaluate train_teacher
+mkdir -p "$out" "$out2" "$data2"
 cd "$root"
 
-train() {  # name recipe width
-  local name=$1 recipe=$2 width=$3
-  [ -f "$out/$name/student.pt" ] && return 0
-  local teacher=()
-  case $recipe in natural|madry) ;; *) teacher=(--teacher models/fashion_teacher.pt --teacher-width 32) ;; esac
-  "$build/examples/distill" --recipe "$recipe" "${teacher[@]}" --width "$width" --epsilon $EPSILON \
-    --epochs "$EPOCHS" --eval-limit "$EVAL_IMAGES" --seed $SEED --out "$out/$name" > "$out/$name.log" 2>&1
-  tail -n 1 "$out/$name.log"
-}
+part1() {
+  train() {  # name recipe width
+    local name=$1 recipe=$2 width=$3
+    [ -f "$out/$name/student.pt" ] && return 0
+    local teacher=()
+    case $recipe in natural|madry) ;; *) teacher=(--teacher models/fashion_teacher.pt --teacher-width 32) ;; esac
+    "$build/examples/distill" --recipe "$recipe" "${teacher[@]}" --width "$width" --epsilon $EPSILON \
+      --epochs "$EPOCHS" --eval-limit "$EVAL_IMAGES" --seed $SEED --out "$out/$name" > "$out/$name.log" 2>&1
+    tail -n 1 "$out/$name.log"
+  }
 
-evaluate() {  # name checkpoint width
-  local name=$1 checkpoint=$2 width=$3
-  [ -f "$out/$name.eval.json" ] && return 0
-  "$build/examples/evaluate" --checkpoint "$checkpoint" --width "$width" --suite all --epsilon $EPSILON \
-    --steps 20 --limit "$EVAL_IMAGES" --seed $SEED --json "$out/$name.eval.json" > "$out/$name.eval.log" 2>&1
-  for eps in 0.025 0.05 0.075 0.15; do
-    "$build/examples/evaluate" --checkpoint "$checkpoint" --width "$width" --suite pgd --epsilon $eps --steps 20 \
-      --limit "$EVAL_IMAGES" --seed $SEED --json "$out/$name.pgd_$eps.json" >> "$out/$name.eval.log" 2>&1
+  evaluate() {  # name checkpoint width
+    local name=$1 checkpoint=$2 width=$3
+    [ -f "$out/$name.eval.json" ] && return 0
+    "$build/examples/evaluate" --checkpoint "$checkpoint" --width "$width" --suite all --epsilon $EPSILON \
+      --steps 20 --limit "$EVAL_IMAGES" --seed $SEED --json "$out/$name.eval.json" > "$out/$name.eval.log" 2>&1
+    for eps in 0.025 0.05 0.075 0.15; do
+      "$build/examples/evaluate" --checkpoint "$checkpoint" --width "$width" --suite pgd --epsilon $eps --steps 20 \
+        --limit "$EVAL_IMAGES" --seed $SEED --json "$out/$name.pgd_$eps.json" >> "$out/$name.eval.log" 2>&1
+    done
+  }
+
+  # Every method at the main width.
+  for recipe in natural madry kd ard rslad; do
+    train "${recipe}_w$MAIN_WIDTH" $recipe $MAIN_WIDTH
+  done
+  # The capacity sweep: Madry AT and ARD at each width.
+  for width in $WIDTHS; do
+    for recipe in madry ard; do
+      train "${recipe}_w$width" $recipe "$width"
+    done
+  done
+
+  evaluate teacher models/fashion_teacher.pt 32
+  for dir in "$out"/*/; do
+    name=$(basename "$dir")
+    width=${name##*_w}
+    evaluate "$name" "$dir/student.pt" "$width"
   done
 }
 
-# Every method at the main width.
-for recipe in natural madry kd ard rslad; do
-  train "${recipe}_w$MAIN_WIDTH" $recipe $MAIN_WIDTH
-done
-# The capacity sweep: Madry AT and ARD at each width.
-for width in $WIDTHS; do
-  for recipe in madry ard; do
-    train "${recipe}_w$width" $recipe "$width"
+# --- part 2 -------------------------------------------------------------------------------------
+
+# evaluate2 NAME MODEL WIDTH: clean, PGD-20, BIM-20, CW-Linf-20, APGD-CE, APGD-T and the worst case.
+evaluate2() {
+  local name=$1 model=$2 width=$3
+  [ -f "$data2/$name.eval.json" ] && return 0
+  "$build/examples/evaluate" --checkpoint "$model" --width "$width" --suite study --epsilon $EPSILON --steps 20 \
+    --limit "$EVAL_IMAGES" --seed $SEED --threads 1 --json "$data2/$name.eval.json" > "$out2/$name.eval.log" 2>&1
+  tail -n 3 "$out2/$name.eval.log"
+}
+
+# student NAME RECIPE WIDTH TEACHER SEED [EXTRA...]: one run of the distill example (resumed when its
+# checkpoint exists); its per-epoch metrics (clean and PGD-20 on EVAL_IMAGES test images) and report
+# are copied to docs/reproduction_data/part2, then it is evaluated.
+student() {
+  local name=$1 recipe=$2 width=$3 teacher=$4 seed=$5; shift 5
+  local args=(--recipe "$recipe" --width "$width" --epsilon $EPSILON --epochs "$EPOCHS2" --eval-limit "$EVAL_IMAGES"
+              --seed "$seed" --threads 1 --out "$out2/$name" "$@")
+  case $teacher in
+    weak) args+=(--teacher models/fashion_teacher.pt --teacher-width 32) ;;
+    strong) args+=(--teacher models/fashion_teacher_w64.pt --teacher-width $TEACHER_WIDTH) ;;
+  esac
+  if [ ! -f "$out2/$name/student.pt" ]; then
+    local resume=(); [ -f "$out2/$name/checkpoint.pt" ] && resume=(--resume)
+    echo "study: training $name"
+    "$build/examples/distill" "${args[@]}" "${resume[@]}" > "$out2/$name.log" 2>&1
+  fi
+  cp "$out2/$name/metrics.csv" "$data2/$name.metrics.csv"
+  cp "$out2/$name/report.json" "$data2/$name.report.json"
+  evaluate2 "$name" "$out2/$name/student.pt" "$width"
+}
+
+teacher() {
+  local dir="$out2/teacher_w$TEACHER_WIDTH"
+  if [ ! -f "$dir/teacher.pt" ]; then
+    local resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
+    echo "study: training the strong teacher (width $TEACHER_WIDTH, $TEACHER_EPOCHS epochs of Madry AT)"
+    "$build/examples/train_teacher" --out "$dir" --width $TEACHER_WIDTH --epochs "$TEACHER_EPOCHS" \
+      --epsilon $EPSILON --eval-limit "$EVAL_IMAGES" --seed $SEED --threads 1 "${resume[@]}" > "$dir.log" 2>&1
+  fi
+  cp "$dir/teacher.pt" models/fashion_teacher_w64.pt
+  cp "$dir/metrics.csv" models/fashion_teacher_w64.metrics.csv
+  cp "$dir/report.json" models/fashion_teacher_w64.report.json
+  evaluate2 teacher_strong models/fashion_teacher_w64.pt $TEACHER_WIDTH
+  evaluate2 teacher_weak models/fashion_teacher.pt 32
+}
+
+sweep() {
+  for width in 16 8; do
+    student "madry_w$width" madry "$width" none $SEED
+    for teacher in strong weak; do
+      student "ard_${teacher}_w$width" ard "$width" $teacher $SEED
+      student "rslad_${teacher}_w$width" rslad "$width" $teacher $SEED
+    done
   done
-done
+}
 
-evaluate teacher models/fashion_teacher.pt 32
-for dir in "$out"/*/; do
-  name=$(basename "$dir")
-  width=${name##*_w}
-  evaluate "$name" "$dir/student.pt" "$width"
-done
+seeds() {
+  for seed in 1 2; do
+    student "madry_w16_seed$seed" madry 16 none $seed
+    student "ard_strong_w16_seed$seed" ard 16 strong $seed
+  done
+}
 
-# Debian's python, which has python3-matplotlib (another python3 may come first on PATH).
-/usr/bin/python3 "$root/scripts/study_report.py" "$out" "$root/docs"
-echo "wrote docs/reproduction_results.md and docs/images/*.png"
+recipe() {
+  student ard_official_strong_w16 ard_official 16 strong $SEED
+  student ard_t4_strong_w16 ard 16 strong $SEED --temperature 4
+}
+
+claims() {
+  student kd_strong_w16 kd 16 strong $SEED
+  student natural_w16 natural 16 none $SEED
+}
+
+report() {
+  # Debian's python, which has python3-matplotlib (another python3 may come first on PATH).
+  /usr/bin/python3 "$root/scripts/study_report.py" "$out" "$root/docs"
+  /usr/bin/python3 "$root/scripts/study2_report.py" "$data2" "$root/docs"
+  echo "wrote docs/reproduction_results.md and docs/images/*.png"
+}
+
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(part1 teacher sweep seeds recipe claims report)
+for part in "${parts[@]}"; do
+  case $part in
+    part1|teacher|sweep|seeds|recipe|claims|report) "$part" ;;
+    *) echo "reproduce.sh: unknown part '$part' (part1, teacher, sweep, seeds, recipe, claims, report)" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Turns part 2 of the study (scripts/reproduce.sh teacher sweep seeds recipe claims) into the part-2
+section of docs/reproduction_results.md and three plots.
+
+Every number comes from a JSON or CSV file in docs/reproduction_data/part2 that the study's programs
+wrote; nothing is typed in. A run that has not been made yet is listed as such, never estimated.
+
+usage: study2_report.py DATA_DIR DOCS_DIR"""
+import csv
+import json
+import pathlib
+import statistics
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+data = pathlib.Path(sys.argv[1])
+docs = pathlib.Path(sys.argv[2])
+images = docs / "images"
+images.mkdir(parents=True, exist_ok=True)
+MARKER = "<!-- part 2: written by scripts/study2_report.py -->"
+ATTACKS = ["PGD-20", "BIM-20", "CW-Linf-20", "APGD-CE", "APGD-T"]
+METHODS = {"madry": "Madry AT", "ard": "ARD", "rslad": "RSLAD", "kd": "KD (clean)", "natural": "natural",
+           "ard_official": "ard_official", "ard_t4": "ARD, T = 4"}
+
+
+def evaluation(name):
+    """clean, each attack and the worst case of one model, or None when it has not been evaluated."""
+    path = data / f"{name}.eval.json"
+    if not path.exists():
+        return None
+    report = json.loads(path.read_text())
+    row = {"clean": report["clean_accuracy"], "worst": report["worst_case_accuracy"], "samples": report["samples"]}
+    for attack in report["attacks"]:
+        row[attack["name"].split(" ")[0]] = attack["robust_accuracy"]
+    return row
+
+
+def history(name):
+    path = data / f"{name}.metrics.csv"
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def pct(x):
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def table(rows, first_columns):
+    """rows: (cells of the first columns, evaluation or None)."""
+    out = ["| " + " | ".join(first_columns + ["clean"] + ATTACKS + ["worst case"]) + " |",
+           "| " + " | ".join("---" for _ in range(len(first_columns) + len(ATTACKS) + 2)) + " |"]
+    for cells, r in rows:
+        if r is None:
+            out.append("| " + " | ".join(cells) + " | not run yet |" + " |" * (len(ATTACKS) + 1))
+        else:
+            out.append("| " + " | ".join(cells + [pct(r["clean"])] + [pct(r.get(a)) for a in ATTACKS] +
+                                         [f"**{pct(r['worst'])}**"]) + " |")
+    return out
+
+
+lines = [MARKER, "", "## Part 2: a strong teacher, longer schedules, seeds", ""]
+samples = next((r["samples"] for r in map(evaluation, ["teacher_strong", "teacher_weak"]) if r), None)
+lines.append(f"Linf epsilon 0.1, the first {samples} Fashion-MNIST test images; the worst case (in bold) is "
+             "the accuracy when every attack is tried on each image, and the number the conclusions use.")
+lines.append("")
+lines.append("### Teachers")
+lines.append("")
+lines += table([(["weak: SmallCNN w32, 2 epochs Madry AT"], evaluation("teacher_weak")),
+                (["strong: SmallCNN w64, Madry AT"], evaluation("teacher_strong"))], ["teacher"])
+lines.append("")
+
+lines.append("### Teacher strength x method x student width (seed 0)")
+lines.append("")
+rows = []
+for width in (8, 16):
+    rows.append(([METHODS["madry"], "none", str(width)], evaluation(f"madry_w{width}")))
+    for method in ("ard", "rslad"):
+        for teacher in ("weak", "strong"):
+            rows.append(([METHODS[method], teacher, str(width)], evaluation(f"{method}_{teacher}_w{width}")))
+lines += table(rows, ["method", "teacher", "width"])
+lines.append("")
+
+lines.append("### Noise: ARD (strong teacher) against Madry AT, width 16, three seeds")
+lines.append("")
+groups = {"Madry AT": ["madry_w16", "madry_w16_seed1", "madry_w16_seed2"],
+          "ARD (strong teacher)": ["ard_strong_w16", "ard_strong_w16_seed1", "ard_strong_w16_seed2"]}
+lines.append("| method | seeds done | worst case per seed | mean | spread (max - min) |")
+lines.append("| --- | --- | --- | --- | --- |")
+summary = {}
+for label, names in groups.items():
+    worst = [r["worst"] for r in map(evaluation, names) if r]
+    summary[label] = worst
+    if worst:
+        lines.append(f"| {label} | {len(worst)} | {', '.join(pct(w) for w in worst)} | {pct(statistics.mean(worst))} | "
+                     f"{pct(max(worst) - min(worst))} |")
+    else:
+        lines.append(f"| {label} | 0 | not run yet | | |")
+lines.append("")
+madry, ard = summary["Madry AT"], summary["ARD (strong teacher)"]
+if len(madry) == 3 and len(ard) == 3:
+    gap = statistics.mean(ard) - statistics.mean(madry)
+    spread = max(max(madry) - min(madry), max(ard) - min(ard))
+    verdict = "exceeds" if abs(gap) > spread else "does not exceed"
+    lines.append(f"Mean difference (ARD - Madry AT): {100 * gap:+.1f} points, which {verdict} the larger spread "
+                 f"({100 * spread:.1f} points).")
+else:
+    lines.append("The seed comparison is incomplete: no verdict is drawn from it yet.")
+lines.append("")
+
+lines.append("### The recipe (width 16, strong teacher, seed 0)")
+lines.append("")
+lines += table([(["ard (batch-mean KL, T = 30)"], evaluation("ard_strong_w16")),
+                (["ard_official (element-mean KL, train-mode attack)"], evaluation("ard_official_strong_w16")),
+                (["ard, T = 4"], evaluation("ard_t4_strong_w16"))], ["recipe"])
+lines.append("")
+
+lines.append("### KD on clean images (width 16, seed 0)")
+lines.append("")
+lines += table([(["natural training"], evaluation("natural_w16")),
+                (["KD from the strong teacher (clean images only)"], evaluation("kd_strong_w16"))], ["method"])
+lines.append("")
+
+# Per-epoch PGD-20 of each run (the programs' own per-epoch evaluation).
+lines.append("### Per epoch (PGD-20 on the same images, from each run's metrics.csv)")
+lines.append("")
+curves = {}
+for width in (8, 16):
+    for name, label in [(f"madry_w{width}", "Madry AT")] + [
+            (f"{m}_{t}_w{width}", f"{METHODS[m]} ({t})") for m in ("ard", "rslad") for t in ("weak", "strong")]:
+        h = history(name)
+        if h:
+            curves[(width, label)] = [(int(float(e["epoch"])), float(e["test_pgd20"])) for e in h]
+epochs = sorted({e for c in curves.values() for e, _ in c})
+labels = sorted({label for _, label in curves})
+if curves:
+    lines.append("| width | run | " + " | ".join(f"epoch {e}" for e in epochs) + " |")
+    lines.append("| --- | --- | " + " | ".join("---" for _ in epochs) + " |")
+    for (width, label), c in sorted(curves.items()):
+        by_epoch = dict(c)
+        lines.append(f"| {width} | {label} | " + " | ".join(pct(by_epoch.get(e)) for e in epochs) + " |")
+else:
+    lines.append("No part-2 run has finished an epoch yet.")
+lines.append("")
+
+# Merge into docs/reproduction_results.md after part 1's section.
+results = docs / "reproduction_results.md"
+part1 = results.read_text().split(MARKER)[0].rstrip("\n") if results.exists() else ""
+results.write_text(part1 + "\n\n" + "\n".join(lines) + "\n")
+
+
+def save_plot(fig, ax, xlabel, ylabel, title, filename):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(images / filename, dpi=120)
+    plt.close(fig)
+
+
+# Plot 1: robust accuracy (PGD-20) against epochs, per method and teacher, one panel per width.
+fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+for ax, width in zip(axes, (8, 16)):
+    for (w, label), c in sorted(curves.items()):
+        if w == width:
+            ax.plot([e for e, _ in c], [100 * a for _, a in c], marker="o", label=label)
+    save_plot(fig, ax, "epoch", "PGD-20 accuracy (%)", f"students of width {width}", "study2_robust_vs_epoch.png")
+
+# Plot 2: worst-case accuracy against student width.
+fig, ax = plt.subplots(figsize=(6, 4))
+for name, label in [("madry", "Madry AT")] + [(f"{m}_{t}", f"{METHODS[m]} ({t})") for m in ("ard", "rslad")
+                                              for t in ("weak", "strong")]:
+    points = [(w, evaluation(f"{name}_w{w}")) for w in (8, 16)]
+    points = [(w, r["worst"]) for w, r in points if r]
+    if points:
+        ax.plot([w for w, _ in points], [100 * a for _, a in points], marker="o", label=label)
+save_plot(fig, ax, "student width", "worst-case accuracy (%)", "Robust accuracy against student size",
+          "study2_robust_vs_width.png")
+
+# Plot 3: clean against worst-case accuracy of every evaluated model.
+fig, ax = plt.subplots(figsize=(6, 4))
+for path in sorted(data.glob("*.eval.json")):
+    r = evaluation(path.name[:-len(".eval.json")])
+    ax.scatter(100 * r["clean"], 100 * r["worst"], s=12)
+    ax.annotate(path.name[:-len(".eval.json")], (100 * r["clean"], 100 * r["worst"]), fontsize=6)
+save_plot(fig, ax, "clean accuracy (%)", "worst-case accuracy (%)", "Clean against robust", "study2_clean_vs_robust.png")
