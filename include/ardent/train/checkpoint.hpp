@@ -25,6 +25,7 @@
 
 #include <signal.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -122,6 +123,7 @@ inline void save_checkpoint(const Checkpoint& checkpoint, const std::filesystem:
     return size;
   });
   detail::remove_stale_temporaries(path);
+  detail::remove_stale_temporaries(previous_checkpoint_path(path));
   io::write_file_atomically(path, bytes, who, [&](const std::filesystem::path& written) {
     const std::string back = io::read_file(written, who);
     TORCH_CHECK(back == bytes, who, ": '", written.string(), "' reads back different from what was written");
