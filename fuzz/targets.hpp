@@ -1,7 +1,7 @@
 #pragma once
 // ardent's fuzz targets: each takes any bytes and must either succeed or throw std::exception,
 // never crash, leak, read out of bounds or hit undefined behaviour (checked under AddressSanitizer
-// and UndefinedBehaviorSanitizer). Used by the AFL++ binaries (fuzz/fuzz_<target>.cpp, through
+// and UndefinedBehaviorSanitizer). Used by the AFL++ binaries (fuzz/fuzz_main.cpp, through
 // scripts/fuzz.sh) and by the corpus replay (fuzz/replay.cpp, ctest label `fuzz`).
 
 #include <ardent/data/cifar.hpp>
