@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
     }
     ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(s.width));
     if (*checkpoint_opt) {
-      torch::load(model, s.checkpoint_path);
+      ardent::load_module(model, s.checkpoint_path);
       fmt::print("model: SmallCNN (width {}) from {}\n", s.width, s.checkpoint_path);
     } else {
       fmt::print("model: SmallCNN (width {}), natural training for {} epoch(s) on {}\n", s.width, s.train_epochs,

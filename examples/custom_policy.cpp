@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
     const auto train = examples::take(ardent::data::MNIST(data_dir, ardent::data::MNIST::Split::Train), limit);
     const auto test = examples::take(ardent::data::MNIST(data_dir, ardent::data::MNIST::Split::Test), eval_limit);
     ardent::models::SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(teacher_width));
-    torch::load(teacher, teacher_path);
+    ardent::load_module(teacher, teacher_path);
     ardent::models::SmallCNN student(ardent::models::SmallCNNOptions(10).width(width));
 
     // The user's attack, ardent's loss and soft target, ARD's recipe.

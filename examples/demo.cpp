@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
     const auto test = examples::take(test_set, s.eval_limit);
 
     ardent::models::SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(s.teacher_width));
-    torch::load(teacher, s.teacher_path);
+    ardent::load_module(teacher, s.teacher_path);
     teacher->eval();
     fmt::print("teacher: SmallCNN (width {}) from {}\n", s.teacher_width, s.teacher_path);
 

@@ -49,6 +49,19 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student, std::map<std::stri
   loop.resume = s.resume;
   loop.metrics_csv = dir / "metrics.csv";
   loop.evaluation_columns = {"test_clean", "test_pgd20"};
+  // What defines the run: resuming with other values is refused (epochs may grow).
+  loop.run_options = {{"recipe", s.recipe},
+                      {"teacher", s.teacher_path},
+                      {"teacher_width", std::to_string(s.teacher_width)},
+                      {"width", std::to_string(s.width)},
+                      {"epsilon", fmt::format("{}", s.epsilon)},
+                      {"steps", std::to_string(s.steps)},
+                      {"alpha", fmt::format("{}", s.alpha)},
+                      {"temperature", fmt::format("{}", s.temperature)},
+                      {"batch_size", std::to_string(s.batch_size)},
+                      {"lr", fmt::format("{}", s.lr)},
+                      {"limit", std::to_string(s.limit)},
+                      {"seed", std::to_string(s.seed)}};
   loop.evaluate = [&](int64_t) {
     return std::map<std::string, double>{
         {"test_clean", examples::accuracy_under(student, ardent::attacks::None(), test)},
@@ -164,7 +177,7 @@ int main(int argc, char** argv) {
     } else {
       ardent::models::SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(s.teacher_width));
       if (s.teacher_format == "ardent") {
-        torch::load(teacher, s.teacher_path);
+        ardent::load_module(teacher, s.teacher_path);  // torch::load, with every shape checked
       } else {
         ardent::load_state_dict(teacher, s.teacher_path);
       }

@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
       return run(model, x, y, s);
     }
     ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(s.width));
-    torch::load(model, s.checkpoint_path);
+    ardent::load_module(model, s.checkpoint_path);
     model->eval();
     fmt::print("model: SmallCNN (width {}) from {}\n", s.width, s.checkpoint_path);
     return run(model, x, y, s);

@@ -72,14 +72,16 @@ void run(Teacher teacher, const examples::Split& train, const examples::Split& t
   AugmentedBatches batches(shuffled, s.seed);
 
   const std::filesystem::path dir(s.out);
-  const auto start_epoch = [&] {
-    ardent::train::Checkpoint checkpoint{0, {{"student", student.ptr()}}, &optimizer};
-    return s.resume && std::filesystem::exists(dir / "checkpoint.pt")
-               ? ardent::train::load_checkpoint(checkpoint, dir / "checkpoint.pt")
-               : int64_t{0};
-  }();
+  // The checkpoint holds the metrics rows too: the CSV is rewritten from it on resume and each row
+  // is appended after its checkpoint, so that a kill at any moment leaves them in agreement.
+  ardent::train::Checkpoint checkpoint{0, {{"student", student.ptr()}}, &optimizer};
+  const int64_t start_epoch = s.resume && std::filesystem::exists(dir / "checkpoint.pt")
+                                  ? ardent::train::load_checkpoint(checkpoint, dir / "checkpoint.pt")
+                                  : int64_t{0};
   ardent::train::MetricsLog log(dir / "metrics.csv", {"epoch", "train_loss", "test_clean", "test_pgd20"},
                                 /*append=*/start_epoch > 0);
+  if (start_epoch > 0 && !checkpoint.metrics.empty()) log.replace(checkpoint.metrics);
+  if (checkpoint.metrics.empty()) checkpoint.metrics = log.header();
   if (start_epoch > 0) fmt::print(stderr, "resuming from {} after epoch {}\n", (dir / "checkpoint.pt").string(), start_epoch);
   for (int64_t epoch = start_epoch; epoch < s.epochs; ++epoch) {
     batches.set_epoch(epoch);
@@ -89,11 +91,16 @@ void run(Teacher teacher, const examples::Split& train, const examples::Split& t
     progress.on_epoch_end(ard, epoch, summary.epochs.back());
     const double clean = examples::accuracy_under(student, ardent::attacks::None(), test, 100);
     const double robust = examples::accuracy_under(student, examples::pgd(8.0 / 255, 20), test, 100);
-    log.append({{"epoch", static_cast<double>(epoch + 1)}, {"train_loss", summary.epochs.back().mean_loss},
-                {"test_clean", clean}, {"test_pgd20", robust}});
+    const std::map<std::string, double> row{{"epoch", static_cast<double>(epoch + 1)},
+                                            {"train_loss", summary.epochs.back().mean_loss},
+                                            {"test_clean", clean},
+                                            {"test_pgd20", robust}};
     fmt::print("epoch {}: test clean {:.2f}%, PGD-20 {:.2f}% ({} images)\n", epoch + 1, 100 * clean, 100 * robust,
                test.images.size(0));
-    ardent::train::save_checkpoint({epoch + 1, {{"student", student.ptr()}}, &optimizer}, dir / "checkpoint.pt");
+    checkpoint.epochs_completed = epoch + 1;
+    checkpoint.metrics += log.row(row);
+    ardent::train::save_checkpoint(checkpoint, dir / "checkpoint.pt");
+    log.append(row);
   }
   torch::save(student, (dir / "student.pt").string());
   fmt::print("wrote {}\n", (dir / "student.pt").string());
@@ -158,7 +165,7 @@ int main(int argc, char** argv) {
       if (s.teacher_path.empty()) {
         fmt::print("no --teacher: using a randomly initialised ResNet18 (pipeline check only)\n");
       } else if (s.teacher_format == "ardent") {
-        torch::load(teacher, s.teacher_path);
+        ardent::load_module(teacher, s.teacher_path);
       } else {
         ardent::load_state_dict(teacher, s.teacher_path);
       }

@@ -74,6 +74,16 @@ int main(int argc, char** argv) {
     loop.resume = resume;
     loop.metrics_csv = dir / "metrics.csv";
     loop.evaluation_columns = {"test_clean", "test_pgd20"};
+    // What defines the run: resuming with other values is refused (epochs may grow).
+    loop.run_options = {{"method", method},
+                        {"width", std::to_string(width)},
+                        {"epsilon", fmt::format("{}", epsilon)},
+                        {"steps", std::to_string(steps)},
+                        {"beta", fmt::format("{}", beta)},
+                        {"batch_size", std::to_string(batch_size)},
+                        {"lr", fmt::format("{}", lr)},
+                        {"limit", std::to_string(limit)},
+                        {"seed", std::to_string(seed)}};
     loop.evaluate = [&](int64_t) {
       const auto pgd20 = examples::pgd(epsilon, 20);
       return std::map<std::string, double>{

@@ -8,6 +8,7 @@ packages=(
   libtorch-dev libopenblas0-openmp
   libfmt-dev catch2 libbenchmark-dev libcli11-dev zlib1g-dev nlohmann-json3-dev
   dataset-fashion-mnist
+  afl++
 )
 
 missing=()

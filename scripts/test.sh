@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds ardent's tests, examples and benchmarks with both cores, and
-# runs the whole test suite. Exits non-zero on any failure.
+# runs the whole test suite, then the sanitizer configuration (scripts/sanitize.sh: the
+# reliability tests and the fuzz corpora under ASan and UBSan). Exits non-zero on any failure.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ARDENT_BUILD_DIR:-$root/build}"
@@ -8,5 +9,5 @@ build="${ARDENT_BUILD_DIR:-$root/build}"
 "$root/scripts/setup.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" -j "$(nproc)"
-cd "$build"
-ctest --output-on-failure -j 1
+(cd "$build" && ctest --output-on-failure -j 1)
+"$root/scripts/sanitize.sh"

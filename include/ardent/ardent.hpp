@@ -57,4 +57,7 @@
 #include "ardent/models/resnet.hpp"
 #include "ardent/models/small_cnn.hpp"
 #include "ardent/models/state_dict.hpp"
+#include "ardent/io/atomic_file.hpp"
+#include "ardent/io/module_archive.hpp"
+#include "ardent/io/state_dict.hpp"
 #include "ardent/models/wide_resnet.hpp"

@@ -23,10 +23,9 @@ struct CifarRecordLayout {
 
 /// (uint8 images [n, 3, 32, 32], uint8 labels [n]) from one binary file; throws naming the path when
 /// the file is empty, not a whole number of records, or has a label outside [0, classes).
-inline std::pair<torch::Tensor, torch::Tensor> read_cifar_records(const std::filesystem::path& path,
-                                                                  const CifarRecordLayout& layout) {
-  const auto bytes = read_maybe_gzipped(path);
-  const auto where = path.string();
+inline std::pair<torch::Tensor, torch::Tensor> parse_cifar_records(const std::vector<unsigned char>& bytes,
+                                                                   const CifarRecordLayout& layout,
+                                                                   const std::string& where) {
   const std::size_t record = layout.label_bytes + 3072;
   TORCH_CHECK(!bytes.empty(), layout.reader, ": ", where, ": empty file, expected ", record, "-byte records");
   TORCH_CHECK(bytes.size() % record == 0, layout.reader, ": ", where, ": truncated or malformed: ", bytes.size(),
@@ -41,6 +40,11 @@ inline std::pair<torch::Tensor, torch::Tensor> read_cifar_records(const std::fil
               " in a record, expected 0..", layout.classes - 1);
   auto images = records.slice(1, static_cast<int64_t>(layout.label_bytes)).reshape({n, 3, 32, 32}).clone();
   return {std::move(images), std::move(labels)};
+}
+
+inline std::pair<torch::Tensor, torch::Tensor> read_cifar_records(const std::filesystem::path& path,
+                                                                  const CifarRecordLayout& layout) {
+  return parse_cifar_records(read_maybe_gzipped(path), layout, path.string());
 }
 
 }  // namespace detail

@@ -50,12 +50,11 @@ inline uint32_t big_endian_u32(const unsigned char* p) {
 
 }  // namespace detail
 
-/// An IDX file of unsigned bytes with `expected_dims` dimensions, as a uint8 tensor of its shape.
-/// Throws with the path and the problem on a wrong magic number, a wrong dimension count or a
-/// size that disagrees with the header.
-inline torch::Tensor read_idx_u8(const std::filesystem::path& path, int expected_dims) {
-  const auto bytes = detail::read_maybe_gzipped(path);
-  const auto where = path.string();
+namespace detail {
+
+/// The IDX data in `bytes` (see read_idx_u8); `where` names the file in errors. The element count
+/// is multiplied with overflow checks: dimensions [2^31, 2^31, 4] would otherwise wrap to 0.
+inline torch::Tensor parse_idx_u8(const std::vector<unsigned char>& bytes, int expected_dims, const std::string& where) {
   TORCH_CHECK(bytes.size() >= 4, "ardent::data: ", where, ": truncated: ", bytes.size(),
               " bytes, shorter than the 4-byte IDX magic number");
   TORCH_CHECK(bytes[0] == 0 && bytes[1] == 0 && bytes[2] == 0x08,
@@ -68,15 +67,27 @@ inline torch::Tensor read_idx_u8(const std::filesystem::path& path, int expected
   TORCH_CHECK(bytes.size() >= header, "ardent::data: ", where, ": truncated header: ", bytes.size(),
               " bytes, expected at least ", header);
   std::vector<int64_t> shape;
-  std::size_t count = 1;
+  uint64_t count = 1;
+  bool overflow = false;
   for (int d = 0; d < expected_dims; ++d) {
-    shape.push_back(detail::big_endian_u32(bytes.data() + 4 + 4 * d));
-    count *= static_cast<std::size_t>(shape.back());
+    shape.push_back(big_endian_u32(bytes.data() + 4 + 4 * d));
+    overflow = overflow || __builtin_mul_overflow(count, static_cast<uint64_t>(shape.back()), &count);
   }
+  TORCH_CHECK(!overflow, "ardent::data: ", where, ": header promises ", fmt::format("{}", fmt::join(shape, " x ")),
+              " bytes of data, more than 2^64");
   TORCH_CHECK(bytes.size() - header == count, "ardent::data: ", where, ": ",
               bytes.size() - header < count ? "truncated" : "trailing bytes", ": header promises ", count,
               " bytes of data, file has ", bytes.size() - header);
   return torch::from_blob(const_cast<unsigned char*>(bytes.data() + header), shape, torch::kUInt8).clone();
+}
+
+}  // namespace detail
+
+/// An IDX file of unsigned bytes with `expected_dims` dimensions, as a uint8 tensor of its shape.
+/// Throws with the path and the problem on a wrong magic number, a wrong dimension count or a
+/// size that disagrees with the header.
+inline torch::Tensor read_idx_u8(const std::filesystem::path& path, int expected_dims) {
+  return detail::parse_idx_u8(detail::read_maybe_gzipped(path), expected_dims, path.string());
 }
 
 /// MNIST and Fashion-MNIST: images as float32 [N, 1, 28, 28] in [0, 1], labels as int64 [N].

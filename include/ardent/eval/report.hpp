@@ -4,6 +4,8 @@
 // only on the points every earlier attack failed on, so a point counts as robust only if no
 // attack of the list broke it. Printable as a table (fmt) and writable as JSON (nlohmann-json).
 
+#include "ardent/io/atomic_file.hpp"
+
 #include <fmt/format.h>
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
@@ -73,16 +75,7 @@ struct EvalReport {
   /// Writes to_json() to `path` through a temporary file renamed into place, so that a crash
   /// never leaves a half-written report.
   void write_json(const std::filesystem::path& path) const {
-    auto temporary = path;
-    temporary += ".tmp";
-    {
-      std::ofstream out(temporary);
-      TORCH_CHECK(out.good(), "ardent::EvalReport::write_json: argument 'path' ", path.string(), ": cannot open ",
-                  temporary.string(), " for writing");
-      out << to_json().dump(2) << '\n';
-      TORCH_CHECK(out.good(), "ardent::EvalReport::write_json: argument 'path' ", path.string(), ": write failed");
-    }
-    std::filesystem::rename(temporary, path);
+    io::write_file_atomically(path, to_json().dump(2) + '\n', "ardent::EvalReport::write_json");
   }
 };
 

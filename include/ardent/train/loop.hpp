@@ -28,6 +28,8 @@ struct LoopOptions {
   std::function<std::map<std::string, double>(int64_t epoch)> evaluate;
   /// The names of the values `evaluate` returns, in CSV column order.
   std::vector<std::string> evaluation_columns;
+  /// The options that define the run, stored in the checkpoint; resuming with others is refused.
+  std::map<std::string, std::string> run_options;
 };
 
 namespace detail {
@@ -48,7 +50,7 @@ using History = std::vector<std::map<std::string, double>>;
 template <typename Trainer>
 History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::optim::Optimizer& optimizer,
                    std::map<std::string, std::shared_ptr<torch::nn::Module>> modules, const LoopOptions& options) {
-  Checkpoint checkpoint{0, std::move(modules), &optimizer};
+  Checkpoint checkpoint{0, std::move(modules), &optimizer, options.run_options, {}};
   int64_t first_epoch = 0;
   if (options.resume && !options.checkpoint.empty() && std::filesystem::exists(options.checkpoint)) {
     first_epoch = load_checkpoint(checkpoint, options.checkpoint);
@@ -58,6 +60,14 @@ History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::opti
   columns.insert(columns.end(), options.evaluation_columns.begin(), options.evaluation_columns.end());
   std::optional<MetricsLog> log;
   if (!options.metrics_csv.empty()) log.emplace(options.metrics_csv, columns, /*append=*/first_epoch > 0);
+  // The checkpoint holds the metrics rows: the file is rewritten from it on resume (a kill between
+  // the checkpoint and the row leaves no duplicate and no gap).
+  if (log && first_epoch > 0 && !checkpoint.metrics.empty()) {
+    TORCH_CHECK(checkpoint.metrics.rfind(log->header(), 0) == 0, "ardent::train::train_loop: the checkpoint '",
+                options.checkpoint.string(), "' has other metrics columns than ", log->header());
+    log->replace(checkpoint.metrics);
+  }
+  if (log && checkpoint.metrics.empty()) checkpoint.metrics = log->header();
 
   History history;
   for (int64_t epoch = first_epoch; epoch < options.epochs; ++epoch) {
@@ -78,10 +88,11 @@ History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::opti
         {"train_loss", summary.epochs.back().mean_loss},
         {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
     if (options.evaluate) row.merge(options.evaluate(epoch));
-    if (log) log->append(row);
     history.push_back(row);
     checkpoint.epochs_completed = epoch + 1;
+    if (log) checkpoint.metrics += log->row(row);
     if (!options.checkpoint.empty()) save_checkpoint(checkpoint, options.checkpoint);
+    if (log) log->append(row);  // after the checkpoint, which holds the row too
   }
   return history;
 }

@@ -1,12 +1,17 @@
 #pragma once
 // Per-epoch metrics as CSV (one row per epoch, appended as training goes, so a crash loses nothing
-// already written) and a final JSON report.
+// already written) and a final JSON report. train_loop also keeps the rows in the checkpoint and
+// rewrites the file from it on resume (replace()), so that the file and the checkpoint agree
+// after a kill at any moment.
+
+#include "ardent/io/atomic_file.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,42 +23,51 @@ class MetricsLog {
   /// a file that has the same columns.
   MetricsLog(std::filesystem::path path, std::vector<std::string> columns, bool append = false)
       : path_(std::move(path)), columns_(std::move(columns)) {
-    if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path());
-    std::string header;
-    for (const auto& c : columns_) header += (header.empty() ? "" : ",") + c;
     std::ifstream existing(path_);
     std::string first_line;
-    if (append && existing && std::getline(existing, first_line) && first_line == header) return;
-    std::ofstream(path_, std::ios::trunc) << header << '\n';
+    if (append && existing && std::getline(existing, first_line) && first_line + '\n' == header()) return;
+    replace(header());
   }
 
-  /// Appends one row; columns missing from `values` are left empty.
-  void append(const std::map<std::string, double>& values) {
-    std::ofstream out(path_, std::ios::app);
+  /// The header line (column names), with its newline.
+  std::string header() const {
+    std::string out;
+    for (const auto& c : columns_) out += (out.empty() ? "" : ",") + c;
+    return out + '\n';
+  }
+
+  /// One row as append() writes it, with its newline; columns missing from `values` are left empty.
+  std::string row(const std::map<std::string, double>& values) const {
+    std::ostringstream out;
     for (std::size_t i = 0; i < columns_.size(); ++i) {
       if (i > 0) out << ',';
       if (const auto found = values.find(columns_[i]); found != values.end()) out << found->second;
     }
     out << '\n';
+    return out.str();
+  }
+
+  /// Appends one row.
+  void append(const std::map<std::string, double>& values) {
+    std::ofstream out(path_, std::ios::app);
+    out << row(values);
+    out.flush();
     TORCH_CHECK(out.good(), "ardent::train::MetricsLog: ", path_.string(), ": write failed");
   }
+
+  /// Replaces the whole file by `content` (a header and rows) atomically.
+  void replace(const std::string& content) { io::write_file_atomically(path_, content, "ardent::train::MetricsLog"); }
+
+  const std::filesystem::path& path() const { return path_; }
 
  private:
   std::filesystem::path path_;
   std::vector<std::string> columns_;
 };
 
-/// Writes a JSON document atomically (temporary file, then rename).
+/// Writes a JSON document atomically (io::write_file_atomically).
 inline void write_json(const nlohmann::json& document, const std::filesystem::path& path) {
-  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
-  auto temporary = path;
-  temporary += ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    out << document.dump(2) << '\n';
-    TORCH_CHECK(out.good(), "ardent::train::write_json: ", temporary.string(), ": write failed");
-  }
-  std::filesystem::rename(temporary, path);
+  io::write_file_atomically(path, document.dump(2) + '\n', "ardent::train::write_json");
 }
 
 }  // namespace ardent::train

@@ -1,0 +1,81 @@
+#pragma once
+// ardent's fuzz targets: each takes any bytes and must either succeed or throw std::exception,
+// never crash, leak, read out of bounds or hit undefined behaviour (checked under AddressSanitizer
+// and UndefinedBehaviorSanitizer). Used by the AFL++ binaries (fuzz/fuzz_main.cpp, through
+// scripts/fuzz.sh) and by the corpus replay (fuzz/replay.cpp, ctest label `fuzz`).
+
+#include <ardent/data/cifar.hpp>
+#include <ardent/data/mnist.hpp>
+#include <ardent/io/state_dict.hpp>
+#include <ardent/models/small_cnn.hpp>
+#include <ardent/train/checkpoint.hpp>
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ardent_fuzz {
+
+/// The state-dict reader (zip directory, CRC-32s, the pickle machine, tensor rebuilding), then a
+/// load into a SmallCNN of width 2 (the key and shape checks).
+inline void state_dict(const uint8_t* data, std::size_t size) {
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  try {
+    const auto dict = ardent::io::detail::state_dict_from_bytes(bytes, "fuzz");
+    for (const auto& item : dict) {
+      if (item.value().numel() > 0 && item.value().numel() < (1 << 20)) (void)item.value().sum();
+    }
+  } catch (const std::exception&) {
+  }
+}
+
+/// The IDX reader, for 1 and 3 dimensions (labels and images).
+inline void idx(const uint8_t* data, std::size_t size) {
+  const std::vector<unsigned char> bytes(data, data + size);
+  for (int dims : {1, 3}) {
+    try {
+      (void)ardent::data::detail::parse_idx_u8(bytes, dims, "fuzz");
+    } catch (const std::exception&) {
+    }
+  }
+}
+
+/// The CIFAR-10 and CIFAR-100 record readers.
+inline void cifar(const uint8_t* data, std::size_t size) {
+  const std::vector<unsigned char> bytes(data, data + size);
+  using Layout = ardent::data::detail::CifarRecordLayout;
+  for (const auto& layout : {Layout{"cifar10", 1, 0, 10}, Layout{"cifar100", 2, 1, 100}}) {
+    try {
+      (void)ardent::data::detail::parse_cifar_records(bytes, layout, "fuzz");
+    } catch (const std::exception&) {
+    }
+  }
+}
+
+/// The checkpoint reader, into a SmallCNN of width 2 with Adam. It reads a file, so the bytes go
+/// to a temporary one first.
+inline void checkpoint(const uint8_t* data, std::size_t size) {
+  static const std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("ardent_fuzz_checkpoint_" + std::to_string(::getpid()) + ".pt");
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    if (f == nullptr) return;
+    std::fwrite(data, 1, size, f);
+    std::fclose(f);
+  }
+  static ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(2));
+  static torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(0.01));
+  ardent::train::Checkpoint target{0, {{"student", model.ptr()}}, &optimizer};
+  try {
+    (void)ardent::train::load_checkpoint(target, path);
+  } catch (const std::exception&) {
+  }
+  std::filesystem::remove(path);
+}
+
+}  // namespace ardent_fuzz

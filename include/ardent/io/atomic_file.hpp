@@ -1,0 +1,132 @@
+#pragma once
+// The one way ardent writes a file that must never be seen half-written (state dicts, checkpoints,
+// metrics, JSON reports): the bytes go to a temporary file in the same directory, are flushed to
+// the disk (fsync), and the temporary is renamed over the target (rename(2) is atomic within a
+// file system), then the directory entry is flushed. A reader sees the old file or the new one;
+// a failure removes the temporary and throws naming the caller and the path.
+
+#include <torch/torch.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace ardent::io {
+
+/// The temporary a write of `path` goes through: `<path>.tmp<pid>`, so that two processes writing
+/// the same path never share one.
+inline std::filesystem::path temporary_path(const std::filesystem::path& path) {
+  auto tmp = path;
+  tmp += ".tmp" + std::to_string(::getpid());
+  return tmp;
+}
+
+namespace detail {
+
+inline void write_all(int fd, const char* data, std::size_t size, const std::filesystem::path& tmp,
+                      std::string_view who) {
+  while (size > 0) {
+    const ::ssize_t n = ::write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      std::filesystem::remove(tmp);
+      TORCH_CHECK(false, who, ": writing '", tmp.string(), "' failed: ", std::strerror(err));
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+/// Test hooks of the kill-and-resume test (tests/kill_resume_child.cpp): with
+/// ARDENT_TEST_KILL_WRITING=<file name> in the environment, a process dies (SIGKILL) halfway
+/// through writing the temporary of that file; with ARDENT_TEST_KILL_WRITTEN=<file name>, right
+/// after renaming it into place.
+inline bool kill_requested(const char* variable, const std::filesystem::path& path) {
+  const char* name = std::getenv(variable);
+  return name != nullptr && path.filename() == name;
+}
+
+}  // namespace detail
+
+/// Replaces `path` by `bytes` atomically (see above). `who` names the calling function in errors.
+/// `before_rename`, if given, runs on the flushed temporary before it replaces `path` (to verify
+/// it, or to keep the old file); if it throws, the temporary is removed and `path` left as it was.
+inline void write_file_atomically(const std::filesystem::path& path, std::string_view bytes, std::string_view who,
+                                  const std::function<void(const std::filesystem::path&)>& before_rename = {}) {
+  if (path.has_parent_path()) {
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    TORCH_CHECK(!ec, who, ": cannot create directory '", path.parent_path().string(), "': ", ec.message());
+  }
+  const auto tmp = temporary_path(path);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  TORCH_CHECK(fd >= 0, who, ": cannot write temporary file '", tmp.string(), "': ", std::strerror(errno));
+  if (detail::kill_requested("ARDENT_TEST_KILL_WRITING", path)) {
+    detail::write_all(fd, bytes.data(), bytes.size() / 2, tmp, who);
+    std::raise(SIGKILL);
+  }
+  detail::write_all(fd, bytes.data(), bytes.size(), tmp, who);
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int err = errno;
+    std::filesystem::remove(tmp);
+    TORCH_CHECK(false, who, ": flushing '", tmp.string(), "' to disk failed: ", std::strerror(err));
+  }
+  if (before_rename) {
+    try {
+      before_rename(tmp);
+    } catch (...) {
+      std::error_code ignored;
+      std::filesystem::remove(tmp, ignored);
+      throw;
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp);
+    TORCH_CHECK(false, who, ": cannot rename '", tmp.string(), "' to '", path.string(), "': ", ec.message());
+  }
+  if (detail::kill_requested("ARDENT_TEST_KILL_WRITTEN", path)) std::raise(SIGKILL);
+  const auto directory = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  if (const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+    ::fsync(dir);  // best effort: some file systems refuse fsync on directories
+    ::close(dir);
+  }
+}
+
+/// The whole content of `path`; throws naming `who` and the path when it cannot be read.
+inline std::string read_file(const std::filesystem::path& path, std::string_view who) {
+  std::error_code ec;
+  TORCH_CHECK(std::filesystem::is_regular_file(path, ec), who, ": file '", path.string(), "' cannot be opened",
+              std::filesystem::exists(path, ec) ? " (not a regular file)" : " (no such file)");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  TORCH_CHECK(fd >= 0, who, ": file '", path.string(), "' cannot be opened: ", std::strerror(errno));
+  std::string out;
+  char buffer[1 << 16];
+  while (true) {
+    const ::ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      TORCH_CHECK(false, who, ": reading '", path.string(), "' failed: ", std::strerror(err));
+    }
+    if (n == 0) break;
+    out.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+}  // namespace ardent::io
