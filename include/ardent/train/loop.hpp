@@ -3,9 +3,18 @@
 // epoch over data::ShuffledBatches, evaluates after each epoch, appends the metrics to a CSV file,
 // and writes a checkpoint every epoch. With `resume`, it restores the last checkpoint and continues:
 // on the CPU, with the same seed, the result is bit-identical to an uninterrupted run.
+//
+// In a world of several processes (ardent/distributed/process_group.hpp), every rank runs this
+// loop: the batches are sharded, the trainer's parameters are averaged by a
+// distributed::DataParallel, the training loss is reduced over the ranks, and only rank 0 prints
+// progress and writes the metrics and the checkpoint (one copy of the model). Each rank's random
+// generator (attack starts) is reseeded at each epoch from (batches' seed, epoch, rank), so that
+// a resumed run continues exactly; `evaluate` runs on every rank (it may shard and reduce).
 
 #include "ardent/data/batches.hpp"
 #include "ardent/distill/fit.hpp"
+#include "ardent/distributed/data_parallel.hpp"
+#include "ardent/distributed/sharding.hpp"
 #include "ardent/train/checkpoint.hpp"
 #include "ardent/train/metrics.hpp"
 #include "ardent/train/progress.hpp"
@@ -28,6 +37,8 @@ struct LoopOptions {
   std::function<std::map<std::string, double>(int64_t epoch)> evaluate;
   /// The names of the values `evaluate` returns, in CSV column order.
   std::vector<std::string> evaluation_columns;
+  /// The processes that train together (nullptr: distributed::world(), from the environment).
+  const distributed::ProcessGroup* group = nullptr;
 };
 
 namespace detail {
@@ -48,23 +59,30 @@ using History = std::vector<std::map<std::string, double>>;
 template <typename Trainer>
 History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::optim::Optimizer& optimizer,
                    std::map<std::string, std::shared_ptr<torch::nn::Module>> modules, const LoopOptions& options) {
+  const auto& group = options.group != nullptr ? *options.group : distributed::world();
+  if (group.size() > 1) batches.set_shard(group.rank(), group.size());
   Checkpoint checkpoint{0, std::move(modules), &optimizer};
   int64_t first_epoch = 0;
   if (options.resume && !options.checkpoint.empty() && std::filesystem::exists(options.checkpoint)) {
     first_epoch = load_checkpoint(checkpoint, options.checkpoint);
-    fmt::print(stderr, "resuming from {} after epoch {}\n", options.checkpoint.string(), first_epoch);
+    if (group.is_main()) fmt::print(stderr, "resuming from {} after epoch {}\n", options.checkpoint.string(), first_epoch);
   }
+  distributed::check_same(group, first_epoch, "train_loop: the epoch to resume from (is the checkpoint visible to all?)");
+  std::vector<std::shared_ptr<torch::nn::Module>> trained;
+  for (const auto& [name, module] : checkpoint.modules) trained.push_back(module);
+  const distributed::DataParallel parallel(group, trainer.parameters(), trained);
   std::vector<std::string> columns{"epoch", "train_loss", "seconds"};
   columns.insert(columns.end(), options.evaluation_columns.begin(), options.evaluation_columns.end());
   std::optional<MetricsLog> log;
-  if (!options.metrics_csv.empty()) log.emplace(options.metrics_csv, columns, /*append=*/first_epoch > 0);
+  if (!options.metrics_csv.empty() && group.is_main()) log.emplace(options.metrics_csv, columns, /*append=*/first_epoch > 0);
 
   History history;
   for (int64_t epoch = first_epoch; epoch < options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     batches.set_epoch(epoch);
+    if (group.size() > 1) distributed::reseed(batches.seed(), epoch, group.rank());
     FitSummary summary;
-    if (options.progress_every > 0) {
+    if (options.progress_every > 0 && group.is_main()) {
       // fit() runs one epoch, numbered 0; the progress report gets the real number.
       Progress progress(batches.batches_per_epoch(), options.epochs, options.progress_every);
       progress.on_epoch_begin(trainer, epoch);
@@ -75,13 +93,13 @@ History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::opti
     }
     std::map<std::string, double> row{
         {"epoch", static_cast<double>(epoch + 1)},
-        {"train_loss", summary.epochs.back().mean_loss},
+        {"train_loss", distributed::mean_over_ranks(group, summary.epochs.back().mean_loss, summary.epochs.back().samples)},
         {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
     if (options.evaluate) row.merge(options.evaluate(epoch));
     if (log) log->append(row);
     history.push_back(row);
     checkpoint.epochs_completed = epoch + 1;
-    if (!options.checkpoint.empty()) save_checkpoint(checkpoint, options.checkpoint);
+    if (!options.checkpoint.empty() && group.is_main()) save_checkpoint(checkpoint, options.checkpoint);
   }
   return history;
 }
