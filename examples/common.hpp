@@ -1,11 +1,15 @@
 #pragma once
 // Pieces shared by the example programs: Fashion-MNIST loading with optional subsets, and the
-// clean / PGD accuracy used to follow training.
+// clean / PGD accuracy used to follow training. Under scripts/launch.sh (several processes), the
+// accuracy is computed on each rank's shard of the test set and the counts are summed, and only
+// rank 0 writes to stdout and to files.
 
 #include <ardent/ardent.hpp>
 
 #include <fmt/format.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 namespace examples {
@@ -21,25 +25,46 @@ inline Split take(const ardent::data::MNIST& set, int64_t limit) {
   return {set.images().slice(0, 0, n), set.labels().slice(0, 0, n)};
 }
 
-inline int default_threads() { return static_cast<int>(std::max(1U, std::thread::hardware_concurrency())); }
-
-inline void set_threads(int threads) {
-  torch::set_num_threads(threads);
-  fmt::print("LibTorch {}, {} threads\n", TORCH_VERSION, torch::get_num_threads());
+/// OMP_NUM_THREADS when set (scripts/launch.sh sets cores / processes), else all cores.
+inline int default_threads() {
+  if (const char* value = std::getenv("OMP_NUM_THREADS"); value != nullptr && std::atoi(value) > 0) return std::atoi(value);
+  return static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
 }
 
-/// Accuracy on (x, y) after `attack`, in batches; the model is left in the mode it had.
+/// True on rank 0 of a multi-process run (and in a single process): the rank that writes files.
+inline bool main_rank() { return ardent::distributed::world().is_main(); }
+
+/// Joins the world (if launched as several processes) and silences stdout on ranks other than 0.
+inline void quiet_unless_main() {
+  if (!main_rank() && std::freopen("/dev/null", "w", stdout) == nullptr) std::perror("freopen");
+}
+
+/// quiet_unless_main(), then sets the thread count.
+inline void set_threads(int threads) {
+  quiet_unless_main();
+  torch::set_num_threads(threads);
+  const auto& world = ardent::distributed::world();
+  fmt::print("LibTorch {}, {} threads{}\n", TORCH_VERSION, torch::get_num_threads(),
+             world.size() > 1 ? fmt::format(" x {} processes", world.size()) : "");
+}
+
+/// Accuracy on (x, y) after `attack`, in batches (each rank its shard); the model is left in the
+/// mode it had.
 template <ardent::Model M, typename A>
 double accuracy_under(M& model, const A& attack, const Split& data, int64_t batch_size = 500) {
   const ardent::ModeGuard eval(model);
+  const auto& world = ardent::distributed::world();
+  const auto images = ardent::distributed::shard(data.images, world);
+  const auto labels = ardent::distributed::shard(data.labels, world);
   int64_t correct = 0;
-  for (int64_t first = 0; first < data.images.size(0); first += batch_size) {
-    const auto x = data.images.slice(0, first, first + batch_size);
-    const auto y = data.labels.slice(0, first, first + batch_size);
+  for (int64_t first = 0; first < images.size(0); first += batch_size) {
+    const auto x = images.slice(0, first, first + batch_size);
+    const auto y = labels.slice(0, first, first + batch_size);
     const auto x_adv = attack.perturb(model, x, y);
     torch::NoGradGuard no_grad;
     correct += ardent::forward(model, x_adv).argmax(1).eq(y).sum().template item<int64_t>();
   }
+  correct = ardent::distributed::sum_counts(world, {correct})[0];
   return static_cast<double>(correct) / static_cast<double>(data.images.size(0));
 }
 

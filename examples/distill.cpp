@@ -68,6 +68,7 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student, std::map<std::stri
         {"test_pgd20", examples::accuracy_under(student, examples::pgd(s.epsilon, 20), test)}};
   };
   const auto history = ardent::train::train_loop(trainer, batches, optimizer, std::move(modules), loop);
+  if (!examples::main_rank()) return;
   torch::save(student, (dir / "student.pt").string());
   const nlohmann::json report{{"program", "distill"},     {"recipe", s.recipe},         {"teacher", s.teacher_path},
                               {"width", s.width},         {"epsilon", s.epsilon},       {"steps", s.steps},

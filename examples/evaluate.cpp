@@ -58,8 +58,13 @@ int run(M& model, const torch::Tensor& x, const torch::Tensor& y, const Settings
   fmt::print("{} test images, suite '{}' ({} attacks), Linf epsilon {}\n\n", x.size(0), s.suite, suite.size(),
              s.epsilon);
   std::fflush(stdout);
-  const auto report = ardent::evaluate(model, x, y, suite,
-                                       ardent::EvalOptions().batch_size(s.batch_size).progress_every(s.progress_every));
+  // Under scripts/launch.sh each rank evaluates its shard and the counts are summed.
+  const auto& world = ardent::distributed::world();
+  const auto report = ardent::distributed::reduce_report(
+      world, ardent::evaluate(model, ardent::distributed::shard(x, world), ardent::distributed::shard(y, world), suite,
+                              ardent::EvalOptions().batch_size(s.batch_size).progress_every(
+                                  world.is_main() ? s.progress_every : 0)));
+  if (!world.is_main()) return 0;
   fmt::print("{}", report);
   if (!s.json_path.empty()) {
     report.write_json(s.json_path);
@@ -112,6 +117,7 @@ int main(int argc, char** argv) {
 
   try {
     if (!*model_opt && !*checkpoint_opt) throw CLI::RequiredError("--model or --checkpoint");
+    examples::quiet_unless_main();
     torch::set_num_threads(s.threads);
     torch::manual_seed(s.seed);
     fmt::print("ardent evaluate: LibTorch {}, {} threads\n", TORCH_VERSION, torch::get_num_threads());

@@ -69,6 +69,9 @@ void run(Teacher teacher, const examples::Split& train, const examples::Split& t
   auto ard = ardent::make_ard(teacher, student);  // the paper's defaults
   torch::optim::SGD optimizer(ard.parameters(), torch::optim::SGDOptions(s.lr).momentum(0.9).weight_decay(2e-4));
   ardent::data::ShuffledBatches shuffled(train.images, train.labels, s.batch_size, s.seed);
+  // Under scripts/launch.sh: each rank trains on its shard, gradients are averaged over the ranks.
+  const auto& world = ardent::distributed::world();
+  shuffled.set_shard(world.rank(), world.size());
   AugmentedBatches batches(shuffled, s.seed);
 
   const std::filesystem::path dir(s.out);
@@ -78,30 +81,42 @@ void run(Teacher teacher, const examples::Split& train, const examples::Split& t
   const int64_t start_epoch = s.resume && std::filesystem::exists(dir / "checkpoint.pt")
                                   ? ardent::train::load_checkpoint(checkpoint, dir / "checkpoint.pt")
                                   : int64_t{0};
-  ardent::train::MetricsLog log(dir / "metrics.csv", {"epoch", "train_loss", "test_clean", "test_pgd20"},
-                                /*append=*/start_epoch > 0);
-  if (start_epoch > 0 && !checkpoint.metrics.empty()) log.replace(checkpoint.metrics);
-  if (checkpoint.metrics.empty()) checkpoint.metrics = log.header();
-  if (start_epoch > 0) fmt::print(stderr, "resuming from {} after epoch {}\n", (dir / "checkpoint.pt").string(), start_epoch);
+  // After the checkpoint: rank 0's weights are broadcast to every rank.
+  const ardent::distributed::DataParallel parallel(world, ard.parameters(), {student.ptr()});
+  std::optional<ardent::train::MetricsLog> log;  // rank 0 only
+  if (world.is_main()) {
+    log.emplace(dir / "metrics.csv", std::vector<std::string>{"epoch", "train_loss", "test_clean", "test_pgd20"},
+                /*append=*/start_epoch > 0);
+    if (start_epoch > 0 && !checkpoint.metrics.empty()) log->replace(checkpoint.metrics);
+    if (checkpoint.metrics.empty()) checkpoint.metrics = log->header();
+    if (start_epoch > 0) fmt::print(stderr, "resuming from {} after epoch {}\n", (dir / "checkpoint.pt").string(), start_epoch);
+  }
   for (int64_t epoch = start_epoch; epoch < s.epochs; ++epoch) {
     batches.set_epoch(epoch);
-    ardent::train::Progress progress(batches.batches_per_epoch(), s.epochs, 20);
-    progress.on_epoch_begin(ard, epoch);
-    const auto summary = ardent::fit(ard, batches, optimizer, 1, ardent::train::detail::BatchEndOnly<ardent::train::Progress>{progress});
-    progress.on_epoch_end(ard, epoch, summary.epochs.back());
+    if (world.size() > 1) ardent::distributed::reseed(s.seed, epoch, world.rank());
+    ardent::FitSummary summary;
+    if (world.is_main()) {
+      ardent::train::Progress progress(batches.batches_per_epoch(), s.epochs, 20);
+      progress.on_epoch_begin(ard, epoch);
+      summary = ardent::fit(ard, batches, optimizer, 1, ardent::train::detail::BatchEndOnly<ardent::train::Progress>{progress});
+      progress.on_epoch_end(ard, epoch, summary.epochs.back());
+    } else {
+      summary = ardent::fit(ard, batches, optimizer, 1);
+    }
+    const double loss = ardent::distributed::mean_over_ranks(world, summary.epochs.back().mean_loss, summary.epochs.back().samples);
     const double clean = examples::accuracy_under(student, ardent::attacks::None(), test, 100);
     const double robust = examples::accuracy_under(student, examples::pgd(8.0 / 255, 20), test, 100);
-    const std::map<std::string, double> row{{"epoch", static_cast<double>(epoch + 1)},
-                                            {"train_loss", summary.epochs.back().mean_loss},
-                                            {"test_clean", clean},
-                                            {"test_pgd20", robust}};
+    if (!world.is_main()) continue;
+    const std::map<std::string, double> row{
+        {"epoch", static_cast<double>(epoch + 1)}, {"train_loss", loss}, {"test_clean", clean}, {"test_pgd20", robust}};
     fmt::print("epoch {}: test clean {:.2f}%, PGD-20 {:.2f}% ({} images)\n", epoch + 1, 100 * clean, 100 * robust,
                test.images.size(0));
     checkpoint.epochs_completed = epoch + 1;
-    checkpoint.metrics += log.row(row);
+    checkpoint.metrics += log->row(row);
     ardent::train::save_checkpoint(checkpoint, dir / "checkpoint.pt");
-    log.append(row);
+    log->append(row);
   }
+  if (!world.is_main()) return;
   torch::save(student, (dir / "student.pt").string());
   fmt::print("wrote {}\n", (dir / "student.pt").string());
 }

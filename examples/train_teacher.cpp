@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
     fmt::print("{} training of SmallCNN (width {}) on {} images, epsilon {}, {} epochs\n", method, width,
                train.images.size(0), epsilon, epochs);
     const auto history = ardent::train::train_loop(trainer, batches, optimizer, {{"model", model.ptr()}}, loop);
+    if (!examples::main_rank()) return 0;
 
     torch::save(model, (dir / "teacher.pt").string());
     nlohmann::json report{{"program", "train_teacher"},

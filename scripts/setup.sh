@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake clang-format python3
-  libtorch-dev libopenblas0-openmp
+  libtorch-dev libgloo-dev libopenblas0-openmp
   libfmt-dev catch2 libbenchmark-dev libcli11-dev zlib1g-dev nlohmann-json3-dev
   dataset-fashion-mnist
   afl++

@@ -47,6 +47,10 @@
 #include "ardent/data/labelled_images.hpp"
 #include "ardent/data/mnist.hpp"
 
+#include "ardent/distributed/data_parallel.hpp"
+#include "ardent/distributed/process_group.hpp"
+#include "ardent/distributed/sharding.hpp"
+
 #include "ardent/train/checkpoint.hpp"
 #include "ardent/train/loop.hpp"
 #include "ardent/train/metrics.hpp"

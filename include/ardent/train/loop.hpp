@@ -3,9 +3,18 @@
 // epoch over data::ShuffledBatches, evaluates after each epoch, appends the metrics to a CSV file,
 // and writes a checkpoint every epoch. With `resume`, it restores the last checkpoint and continues:
 // on the CPU, with the same seed, the result is bit-identical to an uninterrupted run.
+//
+// In a world of several processes (ardent/distributed/process_group.hpp), every rank runs this
+// loop: the batches are sharded, the trainer's parameters are averaged by a
+// distributed::DataParallel, the training loss is reduced over the ranks, and only rank 0 prints
+// progress and writes the metrics and the checkpoint (one copy of the model). Each rank's random
+// generator (attack starts) is reseeded at each epoch from (batches' seed, epoch, rank), so that
+// a resumed run continues exactly; `evaluate` runs on every rank (it may shard and reduce).
 
 #include "ardent/data/batches.hpp"
 #include "ardent/distill/fit.hpp"
+#include "ardent/distributed/data_parallel.hpp"
+#include "ardent/distributed/sharding.hpp"
 #include "ardent/train/checkpoint.hpp"
 #include "ardent/train/metrics.hpp"
 #include "ardent/train/progress.hpp"
@@ -30,6 +39,8 @@ struct LoopOptions {
   std::vector<std::string> evaluation_columns;
   /// The options that define the run, stored in the checkpoint; resuming with others is refused.
   std::map<std::string, std::string> run_options;
+  /// The processes that train together (nullptr: distributed::world(), from the environment).
+  const distributed::ProcessGroup* group = nullptr;
 };
 
 namespace detail {
@@ -50,16 +61,25 @@ using History = std::vector<std::map<std::string, double>>;
 template <typename Trainer>
 History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::optim::Optimizer& optimizer,
                    std::map<std::string, std::shared_ptr<torch::nn::Module>> modules, const LoopOptions& options) {
+  const auto& group = options.group != nullptr ? *options.group : distributed::world();
+  if (group.size() > 1) batches.set_shard(group.rank(), group.size());
   Checkpoint checkpoint{0, std::move(modules), &optimizer, options.run_options, {}};
   int64_t first_epoch = 0;
   if (options.resume && !options.checkpoint.empty() && std::filesystem::exists(options.checkpoint)) {
     first_epoch = load_checkpoint(checkpoint, options.checkpoint);
-    fmt::print(stderr, "resuming from {} after epoch {}\n", options.checkpoint.string(), first_epoch);
+    if (group.is_main()) fmt::print(stderr, "resuming from {} after epoch {}\n", options.checkpoint.string(), first_epoch);
   }
+  distributed::check_same(group, first_epoch, "train_loop: the epoch to resume from (is the checkpoint visible to all?)");
+  std::vector<std::shared_ptr<torch::nn::Module>> trained;
+  for (const auto& [name, module] : checkpoint.modules) trained.push_back(module);
+  const distributed::DataParallel parallel(group, trainer.parameters(), trained);
   std::vector<std::string> columns{"epoch", "train_loss", "seconds"};
   columns.insert(columns.end(), options.evaluation_columns.begin(), options.evaluation_columns.end());
   std::optional<MetricsLog> log;
-  if (!options.metrics_csv.empty()) log.emplace(options.metrics_csv, columns, /*append=*/first_epoch > 0);
+  // Rank 0 alone writes metrics and checkpoints.
+  if (!options.metrics_csv.empty() && group.is_main()) {
+    log.emplace(options.metrics_csv, columns, /*append=*/first_epoch > 0);
+  }
   // The checkpoint holds the metrics rows: the file is rewritten from it on resume (a kill between
   // the checkpoint and the row leaves no duplicate and no gap).
   if (log && first_epoch > 0 && !checkpoint.metrics.empty()) {
@@ -73,8 +93,9 @@ History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::opti
   for (int64_t epoch = first_epoch; epoch < options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     batches.set_epoch(epoch);
+    if (group.size() > 1) distributed::reseed(batches.seed(), epoch, group.rank());
     FitSummary summary;
-    if (options.progress_every > 0) {
+    if (options.progress_every > 0 && group.is_main()) {
       // fit() runs one epoch, numbered 0; the progress report gets the real number.
       Progress progress(batches.batches_per_epoch(), options.epochs, options.progress_every);
       progress.on_epoch_begin(trainer, epoch);
@@ -85,13 +106,13 @@ History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::opti
     }
     std::map<std::string, double> row{
         {"epoch", static_cast<double>(epoch + 1)},
-        {"train_loss", summary.epochs.back().mean_loss},
+        {"train_loss", distributed::mean_over_ranks(group, summary.epochs.back().mean_loss, summary.epochs.back().samples)},
         {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
     if (options.evaluate) row.merge(options.evaluate(epoch));
     history.push_back(row);
     checkpoint.epochs_completed = epoch + 1;
     if (log) checkpoint.metrics += log->row(row);
-    if (!options.checkpoint.empty()) save_checkpoint(checkpoint, options.checkpoint);
+    if (!options.checkpoint.empty() && group.is_main()) save_checkpoint(checkpoint, options.checkpoint);
     if (log) log->append(row);  // after the checkpoint, which holds the row too
   }
   return history;

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The multi-process tests of ardent::distributed, run by ctest:
+#   run.sh SCENARIO WORKER LAUNCHER WORKDIR
+# SCENARIO: equivalence-ard, equivalence-madry, sharding, resume, failure, evaluation.
+set -euo pipefail
+scenario="$1"; worker="$2"; launch="$3"; work="$4/$scenario"
+rm -rf "$work"; mkdir -p "$work"
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE ARDENT_DIST_TIMEOUT=60
+unset RANK WORLD_SIZE LOCAL_RANK MASTER_ADDR MASTER_PORT
+
+case "$scenario" in
+  equivalence-ard|equivalence-madry)
+    method="${scenario#equivalence-}"
+    # One process at batch 8 against two at 4 each: the same global batches, 3 epochs of 6 steps.
+    "$worker" train --method "$method" --batch 8 --epochs 3 --out "$work/one"
+    "$launch" --nproc 2 "$worker" train --method "$method" --batch 4 --epochs 3 --out "$work/two"
+    "$worker" compare "$work/two/student.rank0.pt" "$work/two/student.rank1.pt" 0
+    "$worker" compare "$work/one/student.rank0.pt" "$work/two/student.rank0.pt" 1e-4
+    ;;
+  sharding)
+    "$worker" shard --batch 10 --out "$work/one"
+    "$launch" --nproc 2 "$worker" shard --batch 5 --out "$work/two"
+    "$launch" --nproc 3 "$worker" shard --batch 4 --out "$work/three"
+    "$worker" shards "$work/two" 2 "$work/one"
+    "$worker" shard --batch 12 --out "$work/one12"
+    "$worker" shards "$work/three" 3 "$work/one12"
+    ;;
+  resume)
+    "$launch" --nproc 2 "$worker" train --method ard --batch 4 --epochs 3 --out "$work/straight"
+    "$launch" --nproc 2 "$worker" train --method ard --batch 4 --epochs 1 --out "$work/resumed"
+    "$launch" --nproc 2 "$worker" train --method ard --batch 4 --epochs 3 --resume --out "$work/resumed"
+    "$worker" compare "$work/straight/student.rank0.pt" "$work/resumed/student.rank0.pt" 0
+    # Any world size: resume the 2-process checkpoint in one process at the doubled batch.
+    "$worker" train --method ard --batch 8 --epochs 3 --resume --out "$work/resumed"
+    ;;
+  failure)
+    # Rank 1 kills itself at batch 2 of the first epoch; rank 0, started without the launcher (which
+    # would stop it), must fail on its own with a message naming rank 1, well within the bound.
+    port=$((20000 + RANDOM % 40000))
+    export WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port ARDENT_DIST_TIMEOUT=30
+    RANK=1 LOCAL_RANK=1 "$worker" train --method ard --batch 4 --epochs 3 --out "$work/run" --kill-rank 1 --kill-batch 2 &
+    status=0
+    RANK=0 LOCAL_RANK=0 timeout 50 "$worker" train --method ard --batch 4 --epochs 3 --out "$work/run" \
+      --kill-rank 1 --kill-batch 2 2> "$work/rank0.err" || status=$?
+    wait || true
+    cat "$work/rank0.err"
+    [ "$status" -ne 0 ] || { echo "rank 0 exited 0 although rank 1 died"; exit 1; }
+    [ "$status" -ne 124 ] || { echo "rank 0 hung until the test's bound"; exit 1; }
+    grep -q "rank 1" "$work/rank0.err" || { echo "rank 0's error does not name rank 1"; exit 1; }
+    # The launcher stops the survivors itself and names the rank.
+    unset WORLD_SIZE MASTER_ADDR MASTER_PORT
+    status=0
+    timeout 50 "$launch" --nproc 2 "$worker" train --method ard --batch 4 --epochs 3 --out "$work/launched" \
+      --kill-rank 1 --kill-batch 2 2> "$work/launch.err" || status=$?
+    cat "$work/launch.err"
+    [ "$status" -ne 0 ] && [ "$status" -ne 124 ] || { echo "launch.sh status $status"; exit 1; }
+    grep -q "rank 1 .*killed by signal 9" "$work/launch.err" || { echo "launch.sh did not name rank 1"; exit 1; }
+    # A WORLD_SIZE mismatch and an unreachable master give clear messages.
+    port=$((20000 + RANDOM % 40000))
+    status=0
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=$port ARDENT_DIST_TIMEOUT=5 WORLD_SIZE=2 RANK=1 \
+      "$worker" train --out "$work/unreachable" 2> "$work/unreachable.err" || status=$?
+    cat "$work/unreachable.err"
+    [ "$status" -ne 0 ] && grep -q "cannot reach the rendezvous" "$work/unreachable.err"
+    ;;
+  evaluation)
+    "$worker" eval --out "$work/one"
+    "$launch" --nproc 2 "$worker" eval --out "$work/two"
+    "$launch" --nproc 3 "$worker" eval --out "$work/three"
+    "$worker" reports "$work/one/report.json" "$work/two/report.json"
+    "$worker" reports "$work/one/report.json" "$work/three/report.json"
+    ;;
+  *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+esac
+echo "$scenario: passed"
