@@ -10,27 +10,33 @@
 
 namespace examples {
 
-struct Split {
+/// Images and labels of a data set, or of its first samples (not to be confused with the data
+/// sets' own Split enums, Train and Test).
+struct Subset {
   torch::Tensor images;
   torch::Tensor labels;
 };
 
 /// The first `limit` samples (0: all).
-inline Split take(const ardent::data::MNIST& set, int64_t limit) {
+inline Subset take(const ardent::data::MNIST& set, int64_t limit) {
   const int64_t n = limit > 0 ? std::min<int64_t>(limit, set.images().size(0)) : set.images().size(0);
   return {set.images().slice(0, 0, n), set.labels().slice(0, 0, n)};
 }
 
 inline int default_threads() { return static_cast<int>(std::max(1U, std::thread::hardware_concurrency())); }
 
+/// The thread count, and glibc's malloc keeping freed memory for the attacks' fixed-shape passes
+/// (an explicit opt-in of the program: ardent itself never changes the allocator).
 inline void set_threads(int threads) {
   torch::set_num_threads(threads);
-  fmt::print("LibTorch {}, {} threads\n", TORCH_VERSION, torch::get_num_threads());
+  const bool kept = ardent::keep_freed_memory();
+  fmt::print("LibTorch {}, {} threads{}\n", TORCH_VERSION, torch::get_num_threads(),
+             kept ? ", freed memory kept for reuse" : "");
 }
 
 /// Accuracy on (x, y) after `attack`, in batches; the model is left in the mode it had.
 template <ardent::Model M, typename A>
-double accuracy_under(M& model, const A& attack, const Split& data, int64_t batch_size = 500) {
+double accuracy_under(M& model, const A& attack, const Subset& data, int64_t batch_size = 500) {
   const ardent::ModeGuard eval(model);
   int64_t correct = 0;
   for (int64_t first = 0; first < data.images.size(0); first += batch_size) {
@@ -46,7 +52,7 @@ double accuracy_under(M& model, const A& attack, const Split& data, int64_t batc
 /// PGD with Madry et al.'s step size, 2.5 eps / steps.
 inline ardent::attacks::PGD pgd(double epsilon, int64_t steps) {
   return ardent::attacks::PGD(
-      ardent::attacks::PGDOptions(epsilon).step_size(2.5 * epsilon / static_cast<double>(steps)).steps(steps));
+      ardent::attacks::PGDOptions(epsilon).step_size(ardent::attacks::madry_step_size(epsilon, steps)).steps(steps));
 }
 
 }  // namespace examples
