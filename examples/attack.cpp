@@ -74,16 +74,17 @@ void report(M& model, const ardent::data::MNIST& test_set, const Settings& s) {
   namespace at = ardent::attacks;
   const auto data = examples::take(test_set, s.limit);
   const double eps = s.epsilon;
-  const double step = 2.5 * eps / s.steps;  // Madry et al.'s step size rule
+  const double step = ardent::attacks::madry_step_size(eps, s.steps);
   using AnyAttack = std::variant<at::None, at::FGSM, at::PGD, at::BIM, at::MIFGSM>;
   const std::vector<std::pair<std::string, AnyAttack>> suite = {
       {"clean (no attack)", at::None()},
       {fmt::format("FGSM, Linf eps {}", eps), at::FGSM(eps)},
-      {fmt::format("PGD-{}, Linf eps {}", s.steps, eps),
-       at::PGD(at::PGDOptions(eps).step_size(step).steps(s.steps))},
+      {fmt::format("PGD-{}, Linf eps {}", s.steps, eps), at::PGD(at::PGDOptions(eps).step_size(step).steps(s.steps))},
       {fmt::format("PGD-{}, L2 eps {}", s.steps, s.epsilon_l2),
-       at::PGD(at::PGDOptions(s.epsilon_l2).step_size(2.5 * s.epsilon_l2 / s.steps).steps(s.steps).norm(
-           ardent::Norm::L2))},
+       at::PGD(at::PGDOptions(s.epsilon_l2)
+                   .step_size(ardent::attacks::madry_step_size(s.epsilon_l2, s.steps))
+                   .steps(s.steps)
+                   .norm(ardent::Norm::L2))},
       {fmt::format("BIM-{}, Linf eps {}", s.steps, eps), at::BIM(at::BIMOptions(eps).step_size(step).steps(s.steps))},
       {fmt::format("MI-FGSM-{}, Linf eps {}", s.steps, eps),
        at::MIFGSM(at::MIFGSMOptions(eps).step_size(step).steps(s.steps))},
@@ -138,6 +139,7 @@ int main(int argc, char** argv) {
 
   try {
     torch::set_num_threads(s.threads);
+    ardent::keep_freed_memory();  // the program's opt-in (ardent/core/memory.hpp)
     torch::manual_seed(s.seed);
     fmt::print("ardent attack: LibTorch {}, {} threads\n", TORCH_VERSION, torch::get_num_threads());
     const ardent::data::MNIST test_set(s.data_dir, ardent::data::MNIST::Split::Test);

@@ -14,13 +14,15 @@
 
 namespace examples {
 
-struct Split {
+/// Images and labels of a data set, or of its first samples (not to be confused with the data
+/// sets' own Split enums, Train and Test).
+struct Subset {
   torch::Tensor images;
   torch::Tensor labels;
 };
 
 /// The first `limit` samples (0: all).
-inline Split take(const ardent::data::MNIST& set, int64_t limit) {
+inline Subset take(const ardent::data::MNIST& set, int64_t limit) {
   const int64_t n = limit > 0 ? std::min<int64_t>(limit, set.images().size(0)) : set.images().size(0);
   return {set.images().slice(0, 0, n), set.labels().slice(0, 0, n)};
 }
@@ -39,19 +41,22 @@ inline void quiet_unless_main() {
   if (!main_rank() && std::freopen("/dev/null", "w", stdout) == nullptr) std::perror("freopen");
 }
 
-/// quiet_unless_main(), then sets the thread count.
+/// quiet_unless_main(), the thread count, and glibc's malloc keeping freed memory for the attacks'
+/// fixed-shape passes (an explicit opt-in of the program: ardent itself never changes the allocator).
 inline void set_threads(int threads) {
   quiet_unless_main();
   torch::set_num_threads(threads);
+  const bool kept = ardent::keep_freed_memory();
   const auto& world = ardent::distributed::world();
-  fmt::print("LibTorch {}, {} threads{}\n", TORCH_VERSION, torch::get_num_threads(),
-             world.size() > 1 ? fmt::format(" x {} processes", world.size()) : "");
+  fmt::print("LibTorch {}, {} threads{}{}\n", TORCH_VERSION, torch::get_num_threads(),
+             world.size() > 1 ? fmt::format(" x {} processes", world.size()) : "",
+             kept ? ", freed memory kept for reuse" : "");
 }
 
 /// Accuracy on (x, y) after `attack`, in batches (each rank its shard); the model is left in the
 /// mode it had.
 template <ardent::Model M, typename A>
-double accuracy_under(M& model, const A& attack, const Split& data, int64_t batch_size = 500) {
+double accuracy_under(M& model, const A& attack, const Subset& data, int64_t batch_size = 500) {
   const ardent::ModeGuard eval(model);
   const auto& world = ardent::distributed::world();
   const auto images = ardent::distributed::shard(data.images, world);
@@ -71,7 +76,7 @@ double accuracy_under(M& model, const A& attack, const Split& data, int64_t batc
 /// PGD with Madry et al.'s step size, 2.5 eps / steps.
 inline ardent::attacks::PGD pgd(double epsilon, int64_t steps) {
   return ardent::attacks::PGD(
-      ardent::attacks::PGDOptions(epsilon).step_size(2.5 * epsilon / static_cast<double>(steps)).steps(steps));
+      ardent::attacks::PGDOptions(epsilon).step_size(ardent::attacks::madry_step_size(epsilon, steps)).steps(steps));
 }
 
 }  // namespace examples

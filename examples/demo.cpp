@@ -26,7 +26,7 @@ struct Settings {
 };
 
 template <typename Trainer>
-void train(Trainer& trainer, const examples::Split& data, const Settings& s, const char* what) {
+void train(Trainer& trainer, const examples::Subset& data, const Settings& s, const char* what) {
   torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(1e-3));
   ardent::data::ShuffledBatches batches(data.images, data.labels, 128, s.seed);
   ardent::train::LoopOptions loop;
@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
 
     torch::manual_seed(s.seed);
     ardent::models::SmallCNN student(ardent::models::SmallCNNOptions(10).width(s.width));
-    const auto attack = ardent::attacks::PGDOptions(s.epsilon).step_size(2.5 * s.epsilon / 10).steps(10);
+    const auto attack =
+        ardent::attacks::PGDOptions(s.epsilon).step_size(ardent::attacks::madry_step_size(s.epsilon, 10)).steps(10);
     auto ard = ardent::make_ard(teacher, student, /*alpha=*/1.0, /*temperature=*/30.0, attack);
     train(ard, train_data, s, "ARD student");
 

@@ -38,8 +38,9 @@ struct Settings {
 
 /// Trains with `trainer` and writes the student, the metrics and the report.
 template <typename Trainer>
-void run(Trainer& trainer, ardent::models::SmallCNN& student, std::map<std::string, std::shared_ptr<torch::nn::Module>> modules,
-         const examples::Split& train, const examples::Split& test, const Settings& s) {
+void run(Trainer& trainer, ardent::models::SmallCNN& student,
+         std::map<std::string, std::shared_ptr<torch::nn::Module>> modules, const examples::Subset& train,
+         const examples::Subset& test, const Settings& s) {
   torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(s.lr));
   ardent::data::ShuffledBatches batches(train.images, train.labels, s.batch_size, s.seed);
   const std::filesystem::path dir(s.out);
@@ -84,9 +85,11 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student, std::map<std::stri
 }
 
 template <ardent::Model Teacher>
-void distill(Teacher teacher, ardent::models::SmallCNN student, const examples::Split& train, const examples::Split& test,
-             const Settings& s) {
-  const auto attack = ardent::attacks::PGDOptions(s.epsilon).step_size(2.5 * s.epsilon / static_cast<double>(s.steps)).steps(s.steps);
+void distill(Teacher teacher, ardent::models::SmallCNN student, const examples::Subset& train,
+             const examples::Subset& test, const Settings& s) {
+  const auto attack = ardent::attacks::PGDOptions(s.epsilon)
+                          .step_size(ardent::attacks::madry_step_size(s.epsilon, s.steps))
+                          .steps(s.steps);
   const double t = s.temperature;
   std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"student", student.ptr()}};
   if (s.recipe == "ard") {
@@ -160,7 +163,9 @@ int main(int argc, char** argv) {
                train.images.size(0), s.epsilon, s.epochs);
 
     if (s.recipe == "natural" || s.recipe == "madry") {
-      const auto attack = ardent::attacks::PGDOptions(s.epsilon).step_size(2.5 * s.epsilon / static_cast<double>(s.steps)).steps(s.steps);
+      const auto attack = ardent::attacks::PGDOptions(s.epsilon)
+                              .step_size(ardent::attacks::madry_step_size(s.epsilon, s.steps))
+                              .steps(s.steps);
       std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"student", student.ptr()}};
       if (s.recipe == "natural") {
         ardent::AdversarialTrainer<ardent::models::SmallCNN, ardent::attacks::None> trainer(student, ardent::attacks::None());

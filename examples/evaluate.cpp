@@ -119,6 +119,7 @@ int main(int argc, char** argv) {
     if (!*model_opt && !*checkpoint_opt) throw CLI::RequiredError("--model or --checkpoint");
     examples::quiet_unless_main();
     torch::set_num_threads(s.threads);
+    ardent::keep_freed_memory();  // the program's opt-in (ardent/core/memory.hpp)
     torch::manual_seed(s.seed);
     fmt::print("ardent evaluate: LibTorch {}, {} threads\n", TORCH_VERSION, torch::get_num_threads());
 

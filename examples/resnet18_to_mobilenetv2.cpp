@@ -64,7 +64,7 @@ class AugmentedBatches {
 };
 
 template <typename Teacher>
-void run(Teacher teacher, const examples::Split& train, const examples::Split& test, const Settings& s) {
+void run(Teacher teacher, const examples::Subset& train, const examples::Subset& test, const Settings& s) {
   ardent::models::MobileNetV2 student;
   auto ard = ardent::make_ard(teacher, student);  // the paper's defaults
   torch::optim::SGD optimizer(ard.parameters(), torch::optim::SGDOptions(s.lr).momentum(0.9).weight_decay(2e-4));
@@ -155,8 +155,8 @@ int main(int argc, char** argv) {
   try {
     examples::set_threads(s.threads);
     torch::manual_seed(s.seed);
-    examples::Split train;
-    examples::Split test;
+    examples::Subset train;
+    examples::Subset test;
     if (s.synthetic > 0) {
       train = {torch::rand({s.synthetic, 3, 32, 32}), torch::randint(10, {s.synthetic}, torch::kLong)};
       test = {torch::rand({s.synthetic, 3, 32, 32}), torch::randint(10, {s.synthetic}, torch::kLong)};
@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
       const ardent::data::CIFAR10 test_set(s.data_dir, ardent::data::CIFAR10::Split::Test);
       const auto take = [](const auto& set, int64_t limit) {
         const int64_t n = limit > 0 ? std::min<int64_t>(limit, set.images().size(0)) : set.images().size(0);
-        return examples::Split{set.images().slice(0, 0, n), set.labels().slice(0, 0, n)};
+        return examples::Subset{set.images().slice(0, 0, n), set.labels().slice(0, 0, n)};
       };
       train = take(train_set, s.limit);
       test = take(test_set, s.eval_limit);

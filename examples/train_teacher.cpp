@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
     const auto test = examples::take(test_set, eval_limit);
 
     ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(width));
-    const auto attack = ardent::attacks::PGDOptions(epsilon).step_size(2.5 * epsilon / static_cast<double>(steps)).steps(steps);
+    const auto attack =
+        ardent::attacks::PGDOptions(epsilon).step_size(ardent::attacks::madry_step_size(epsilon, steps)).steps(steps);
     auto trainer = method == "madry" ? ardent::make_madry_trainer(model, attack)
                                      : ardent::make_trades_trainer(model, beta, attack);
     torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(lr));

@@ -236,3 +236,77 @@ TEST_CASE("attacks reject bad input with a message naming the argument", "[attac
     CHECK_THROWS_WITH(attacks::None().perturb(model, x + 2, y), ContainsSubstring("'x'"));
   }
 }
+
+namespace {
+// Counts the checked and the unchecked evaluations of cross-entropy.
+struct CountingObjective {
+  torch::Tensor labels;
+  std::shared_ptr<int> checked = std::make_shared<int>(0);
+  std::shared_ptr<int> unchecked_calls = std::make_shared<int>(0);
+  torch::Tensor operator()(const torch::Tensor& logits) const {
+    ++*checked;
+    return objectives::CrossEntropy{labels}(logits);
+  }
+  torch::Tensor unchecked(const torch::Tensor& logits) const {
+    ++*unchecked_calls;
+    return objectives::CrossEntropy{labels}.unchecked(logits);
+  }
+};
+}  // namespace
+
+TEST_CASE("arguments are checked once per call; the steps run unchecked", "[attacks][errors]") {
+  torch::manual_seed(0);
+  ardent_test::MixedNet model;
+  const auto x = torch::rand({4, 1, 8, 8});
+  const auto y = torch::randint(5, {4}, torch::kLong);
+  SECTION("PGD") {
+    CountingObjective objective{y};
+    attacks::PGD(attacks::PGDOptions(0.1).step_size(0.02).steps(5)).perturb(model, x, objective);
+    CHECK(*objective.checked == 1);
+    CHECK(*objective.unchecked_calls == 4);
+  }
+  SECTION("APGD") {
+    CountingObjective objective{y};
+    attacks::APGD(attacks::APGDOptions(0.1).steps(5)).perturb(model, x, objective);
+    CHECK(*objective.checked == 1);
+    CHECK(*objective.unchecked_calls == 5);
+  }
+  SECTION("the first step's check still catches labels out of range") {
+    CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(0.1)).perturb(model, x, torch::full({4}, 9, torch::kLong)),
+                      ContainsSubstring("'labels'") && ContainsSubstring("[0, 5)"));
+  }
+}
+
+TEST_CASE("the attack kit is public and gives a user's attack the built-ins' guarantees", "[attacks][kit]") {
+  torch::manual_seed(0);
+  ardent_test::MixedNet model;
+  model->train();
+  const auto x = torch::rand({4, 1, 8, 8});
+  const auto y = torch::randint(5, {4}, torch::kLong);
+  // A two-step PGD written with the kit, called under InferenceMode with inference-mode labels.
+  const auto user_pgd = [&model](const torch::Tensor& input, const torch::Tensor& labels) {
+    attacks::check_call("UserPGD", model, input, labels, 0.0, 1.0);
+    const attacks::AttackScope scope(model);
+    CHECK_FALSE(model->is_training());
+    const auto objective = attacks::to_objective(labels);
+    const auto clean = attacks::attack_copy(input);
+    auto x_adv = attacks::random_start(Norm::Linf, clean, 0.1, 0.0, 1.0);
+    for (int k = 0; k < 2; ++k) {
+      const auto g = attacks::loss_and_gradient(model, x_adv, objective, k == 0).gradient;
+      x_adv = attacks::project(Norm::Linf, x_adv + 0.05 * g.sign(), clean, 0.1, 0.0, 1.0);
+    }
+    return x_adv.detach();
+  };
+  torch::Tensor x_adv;
+  {
+    c10::InferenceMode inference;
+    x_adv = user_pgd(x.clone(), y.clone());
+  }
+  CHECK(model->is_training());  // the mode is restored
+  for (const auto& p : model->parameters()) {
+    CHECK(p.requires_grad());
+    CHECK_FALSE(p.grad().defined());
+  }
+  CHECK((x_adv - x).abs().max().item<double>() <= 0.1 + 1e-6);
+  CHECK_THROWS_WITH(user_pgd(x + 2, y), ContainsSubstring("UserPGD") && ContainsSubstring("'x'"));
+}

@@ -112,3 +112,29 @@ TEST_CASE("argument checks name the argument, the value and the expectation", "[
   CHECK_THROWS_WITH(check_input_batch("f", "x", torch::zeros({0, 3}), 0, 1), ContainsSubstring("non-empty"));
   CHECK_NOTHROW(check_input_batch("f", "x", torch::full({2, 3}, 1.0 + 5e-7), 0, 1));
 }
+
+TEST_CASE("ardent's models are Cloneable: clone() is a deep copy with the same outputs", "[core][model]") {
+  torch::manual_seed(0);
+  const auto check = [](auto model, const torch::Tensor& x) {
+    model->eval();
+    auto copy = std::dynamic_pointer_cast<typename decltype(model)::ContainedType>(model->clone());
+    REQUIRE(copy);
+    copy->eval();
+    torch::NoGradGuard no_grad;
+    CHECK(torch::allclose(model->forward(x), copy->forward(x)));
+    const auto original = model->parameters();
+    const auto cloned = copy->parameters();
+    REQUIRE(original.size() == cloned.size());
+    for (std::size_t i = 0; i < original.size(); ++i) {
+      CHECK(original[i].data_ptr() != cloned[i].data_ptr());
+    }
+    for (auto& p : cloned) p.add_(1.0);  // changing the copy leaves the original as it was
+    CHECK_FALSE(torch::allclose(model->forward(x), copy->forward(x)));
+  };
+  SECTION("SmallCNN") { check(models::SmallCNN(models::SmallCNNOptions(10).width(4)), torch::rand({2, 1, 28, 28})); }
+  SECTION("ResNet18") { check(models::ResNet18(), torch::rand({2, 3, 32, 32})); }
+  SECTION("MobileNetV2") { check(models::MobileNetV2(), torch::rand({2, 3, 32, 32})); }
+  SECTION("WideResNet-10-1") {
+    check(models::WideResNet(models::WideResNetOptions(10, 1)), torch::rand({2, 3, 32, 32}));
+  }
+}

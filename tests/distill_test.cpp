@@ -1,13 +1,17 @@
 // Distillation losses, soft targets, the Distiller and its recipes, the adversarial trainer and fit.
 #include "catch.hpp"
 
+#include <ardent/attacks/apgd.hpp>
+#include <ardent/attacks/cw.hpp>
 #include <ardent/distill/factories.hpp>
 #include <ardent/losses/ce.hpp>
 #include <ardent/losses/mse.hpp>
 #include <ardent/targets/features.hpp>
 #include <ardent/targets/outputs.hpp>
+#include <ardent/train/loop.hpp>
 
 #include <cmath>
+#include <limits>
 
 using namespace ardent;
 
@@ -389,10 +393,179 @@ TEST_CASE("user-written policies compose into a Distiller that trains", "[distil
   for (int i = 0; i < 30; ++i) last = custom.step(s.x, s.y, optimizer).loss;
   CHECK(last < first);
 
-  SECTION("a labels-only attack is refused for the KL attack objectives, with the reason") {
-    CHECK_THROWS_WITH(Distiller(s.teacher, s.student, UniformNoise{}, losses::KL(), targets::Logits{}, recipes::rslad())
-                          .step(s.x, s.y, optimizer),
-                      ContainsSubstring("'attack'") && ContainsSubstring("objective"));
+  SECTION("a labels-only attack cannot serve the KL attack objectives: known at compile time") {
+    STATIC_REQUIRE(AttackObjectiveFor<attack_objectives::StudentCrossEntropy, UniformNoise, Net, Net>);
+    STATIC_REQUIRE_FALSE(AttackObjectiveFor<attack_objectives::KLToCleanTeacher, UniformNoise, Net, Net>);
+    STATIC_REQUIRE_FALSE(AttackObjectiveFor<attack_objectives::KLToAdversarialTeacher, UniformNoise, Net, Net>);
+    STATIC_REQUIRE_FALSE(AttackObjectiveFor<attack_objectives::KLToCleanTeacher, attacks::CW, Net, Net>);
+    STATIC_REQUIRE(AttackObjectiveFor<attack_objectives::StudentCrossEntropy, attacks::CW, Net, Net>);
+    STATIC_REQUIRE(AttackObjectiveFor<attack_objectives::KLToAdversarialTeacher, attacks::PGD, Net, Net>);
+  }
+}
+
+namespace {
+
+// A user's attack objective, written without touching the library: the student attacked toward
+// leaving the teacher's clean prediction (CE against argmax T(x) instead of the labels).
+struct AgainstTeacherPrediction {
+  static constexpr bool uses_clean_teacher_logits = true;
+  template <typename A, Model T, Model S>
+  requires HasPerturb<A, S>
+  torch::Tensor perturb(A& attack, T& /*teacher*/, S& student, const AttackInputs& in) const {
+    return attack.perturb(student, in.x, in.teacher_logits.argmax(1));
+  }
+};
+
+// A loss that is NaN: the step must refuse it before the optimizer moves anything.
+struct NaNLoss {
+  torch::Tensor operator()(const torch::Tensor& s, const torch::Tensor& /*t*/) const {
+    return s.sum() * std::numeric_limits<double>::quiet_NaN();
+  }
+};
+
+// Returns [B, classes, 1] or [B]: outputs that are not logits [B, C].
+struct OddOutputImpl : torch::nn::Module {
+  explicit OddOutputImpl(bool flat) : flat(flat) { head = register_module("head", torch::nn::Linear(16, 3)); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    const auto z = head->forward(x.flatten(1));
+    return flat ? z.sum(1) : z.unsqueeze(2);
+  }
+  bool flat;
+  torch::nn::Linear head{nullptr};
+};
+TORCH_MODULE(OddOutput);
+
+std::vector<torch::Tensor> copies(const std::vector<torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> result;
+  for (const auto& t : tensors) result.push_back(t.detach().clone());
+  return result;
+}
+
+bool all_equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  bool equal = a.size() == b.size();
+  for (std::size_t i = 0; equal && i < a.size(); ++i) equal = torch::equal(a[i], b[i]);
+  return equal;
+}
+
+}  // namespace
+
+TEST_CASE("Distiller<T, S> is ARD with the paper's settings, the same as make_ard", "[distill][defaults]") {
+  Setup s;
+  STATIC_REQUIRE(std::same_as<decltype(make_ard(s.teacher, s.student)), Distiller<Net, Net>>);
+  STATIC_REQUIRE(std::same_as<Distiller<Net, Net>::Objective, attack_objectives::StudentCrossEntropy>);
+  Distiller<Net, Net> d(s.teacher, s.student);
+  const auto& a = d.attack().options();
+  CHECK(a.epsilon() == 8.0 / 255);
+  CHECK(a.step_size() == 2.0 / 255);
+  CHECK(a.steps() == 10);
+  CHECK(a.random_start());
+  CHECK(d.loss().options().temperature() == 30.0);
+  CHECK(d.options().adversarial_weight() == 1.0);
+  CHECK(d.options().ce_weight() == 0.0);
+  CHECK(d.options().clean_weight() == 0.0);
+
+  // One step from the same state and seed gives make_ard's loss.
+  const auto state = copies(s.student->parameters());
+  torch::optim::SGD sgd(d.parameters(), 0.1);
+  d.train();
+  torch::manual_seed(7);
+  const double loss = d.step(s.x, s.y, sgd).loss;
+  {
+    torch::NoGradGuard no_grad;
+    auto p = s.student->parameters();
+    for (std::size_t i = 0; i < p.size(); ++i) p[i].copy_(state[i]);
+  }
+  auto paper = make_ard(s.teacher, s.student);
+  torch::optim::SGD sgd2(paper.parameters(), 0.1);
+  paper.train();
+  torch::manual_seed(7);
+  CHECK(paper.step(s.x, s.y, sgd2).loss == loss);
+}
+
+TEST_CASE("recipes are types: CTAD takes the recipe's objective, and a user's objective needs no library edit",
+          "[distill][recipes]") {
+  Setup s;
+  Distiller rslad(s.teacher, s.student, attacks::PGD(kAttack), losses::KL(), targets::Logits{},
+                  recipes::rslad().clean_weight(0.5));
+  STATIC_REQUIRE(std::same_as<decltype(rslad)::Objective, attack_objectives::KLToCleanTeacher>);
+  STATIC_REQUIRE(std::same_as<decltype(rslad), RSLAD<Net, Net>>);
+  CHECK(rslad.options().clean_weight() == 0.5);
+  const DistillerOptions plain = recipes::rslad();  // a recipe is still a DistillerOptions
+  CHECK(plain.adversarial_weight() == Approx(5.0 / 6.0));
+
+  Distiller custom(s.teacher, s.student, attacks::PGD(kAttack), losses::KL(), targets::Logits{},
+                   Recipe<AgainstTeacherPrediction>().adversarial_weight(1.0));
+  torch::optim::SGD optimizer(custom.parameters(), 0.1);
+  custom.train();
+  // The expected loss: x' from PGD against the teacher's clean prediction, then KL(T(x) || S(x')).
+  torch::Tensor expected;
+  {
+    torch::Tensor prediction;
+    {
+      torch::NoGradGuard no_grad;
+      s.teacher->eval();
+      prediction = s.teacher->forward(s.x).argmax(1);
+    }
+    const auto x_adv = attacks::PGD(kAttack).perturb(s.student, s.x, prediction);
+    torch::NoGradGuard no_grad;
+    s.student->train();
+    expected = losses::KL()(s.student->forward(x_adv), s.teacher->forward(s.x));
+  }
+  CHECK(custom.step(s.x, s.y, optimizer).loss == Approx(expected.item<double>()).epsilon(1e-5));
+}
+
+TEST_CASE("a non-finite teacher or loss is refused before the optimizer step, the student unchanged",
+          "[distill][errors]") {
+  Setup s;
+  const auto before = copies(s.student->parameters());
+  SECTION("NaN teacher weights: caught by the first step's check of the teacher's outputs") {
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : s.teacher->parameters()) p.fill_(std::numeric_limits<float>::quiet_NaN());
+    }
+    auto ard = make_ard(s.teacher, s.student, 1.0, 30.0, kAttack);
+    torch::optim::SGD optimizer(ard.parameters(), 0.1);
+    CHECK_THROWS_WITH(ard.step(s.x, s.y, optimizer), ContainsSubstring("teacher") && ContainsSubstring("NaN"));
+    CHECK(all_equal(before, s.student->parameters()));
+  }
+  SECTION("a NaN loss term is named") {
+    Distiller d(s.teacher, s.student, attacks::PGD(kAttack), NaNLoss{}, targets::Logits{}, recipes::ard(0.5));
+    torch::optim::SGD optimizer(d.parameters(), 0.1);
+    CHECK_THROWS_WITH(d.step(s.x, s.y, optimizer), ContainsSubstring("'adversarial_distill'"));
+    CHECK(all_equal(before, s.student->parameters()));
+  }
+}
+
+TEST_CASE("wrong model outputs and input dtypes get ardent's messages with the user's shapes", "[distill][errors]") {
+  Setup s;
+  torch::optim::SGD optimizer(s.student->parameters(), 0.1);
+  SECTION("a 1-D teacher output") {
+    auto d = make_ard(OddOutput(/*flat=*/true), s.student, 1.0, 30.0, kAttack);
+    CHECK_THROWS_WITH(d.step(s.x, s.y, optimizer),
+                      ContainsSubstring("teacher returned shape [1]") && ContainsSubstring("[8, 1, 4, 4]"));
+  }
+  SECTION("a model that fails on the batch: the message shows the batch's shape, not one sample's") {
+    auto d = make_ard(s.teacher, s.student, 1.0, 30.0, kAttack);
+    CHECK_THROWS_WITH(d.step(torch::rand({8, 2, 4, 4}), s.y, optimizer),
+                      ContainsSubstring("[8, 2, 4, 4]") && ContainsSubstring("teacher"));
+  }
+  SECTION("float64 input to float32 models") {
+    auto d = make_ard(s.teacher, s.student, 1.0, 30.0, kAttack);
+    CHECK_THROWS_WITH(d.step(s.x.to(torch::kDouble), s.y, optimizer),
+                      ContainsSubstring("'x'") && ContainsSubstring("Double") && ContainsSubstring("Float"));
+  }
+  SECTION("APGD on a model returning [B, 3, 1]") {
+    OddOutput odd(/*flat=*/false);
+    CHECK_THROWS_WITH(attacks::APGD(attacks::APGDOptions(0.1).steps(5)).perturb(odd, s.x, s.y),
+                      ContainsSubstring("APGD") && ContainsSubstring("[8, 3, 1]"));
+  }
+  SECTION("half-precision input to a float model") {
+    CHECK_THROWS_WITH(attacks::PGD(kAttack).perturb(s.student, s.x.to(torch::kHalf), s.y),
+                      ContainsSubstring("'x'") && ContainsSubstring("Half"));
+  }
+  SECTION("steps(0) is an error for PGD and APGD") {
+    CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(0.1).steps(0)), ContainsSubstring("'steps'"));
+    CHECK_THROWS_WITH(attacks::APGD(attacks::APGDOptions(0.1).steps(0)), ContainsSubstring("'steps'"));
   }
 }
 
@@ -507,6 +680,16 @@ TEST_CASE("fit calls the hooks a callback has, and stops when one returns true",
   CHECK(stopper.batches == 4);
   CHECK(stopped.epochs_completed == 1);
 
+  SECTION("a resumed run starts at epoch N, and the callbacks see the real numbers") {
+    struct Epochs_ {
+      std::vector<int64_t> seen;
+      void on_epoch_begin(decltype(kd)&, int64_t epoch) { seen.push_back(epoch); }
+    } recorder;
+    const auto resumed = kd.fit(loader, optimizer, Epochs{2, 4}, recorder);
+    CHECK(recorder.seen == std::vector<int64_t>{2, 3});
+    CHECK(resumed.epochs_completed == 2);
+    CHECK(resumed.epochs.front().epoch == 2);
+  }
   SECTION("a torch::data loader works too") {
     auto data_loader = torch::data::make_data_loader(PairDataset(s.x, s.y), torch::data::DataLoaderOptions(4));
     CountingCallback counter;
@@ -573,4 +756,22 @@ TEST_CASE("the Distiller rejects bad input with the argument named", "[distill][
   auto mismatched = make_ard(s.teacher, Net(5), 1.0, 30.0, kAttack);
   CHECK_THROWS_WITH(mismatched.step(s.x, s.y, optimizer),
                     ContainsSubstring("'student'") && ContainsSubstring("5 classes") && ContainsSubstring("3"));
+}
+
+TEST_CASE("train_loop passes user callbacks the real epoch numbers, and one can stop it", "[distill][fit]") {
+  Setup s;
+  auto kd = make_kd(s.teacher, s.student);
+  torch::optim::SGD optimizer(kd.parameters(), 0.01);
+  data::ShuffledBatches batches(s.x, s.y, 4, 0);
+  train::LoopOptions options;
+  options.epochs = 5;
+  options.progress_every = 0;
+  struct StopAfterSecond {
+    std::vector<int64_t> begun;
+    void on_epoch_begin(decltype(kd)&, int64_t epoch) { begun.push_back(epoch); }
+    bool on_epoch_end(decltype(kd)&, int64_t epoch, const EpochSummary&) { return epoch == 1; }
+  } callback;
+  const auto history = train::train_loop(kd, batches, optimizer, {}, options, callback);
+  CHECK(callback.begun == std::vector<int64_t>{0, 1});
+  CHECK(history.size() == 2);
 }

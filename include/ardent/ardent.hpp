@@ -4,9 +4,11 @@
 #include "ardent/version.hpp"
 
 #include "ardent/core/attack.hpp"
+#include "ardent/core/batch.hpp"
 #include "ardent/core/check.hpp"
-#include "ardent/core/mode_guard.hpp"
+#include "ardent/core/divergence.hpp"
 #include "ardent/core/memory.hpp"
+#include "ardent/core/mode_guard.hpp"
 #include "ardent/core/model.hpp"
 #include "ardent/core/objectives.hpp"
 #include "ardent/core/speedups.hpp"
@@ -17,6 +19,7 @@
 #include "ardent/attacks/cw.hpp"
 #include "ardent/attacks/cw_linf.hpp"
 #include "ardent/attacks/fgsm.hpp"
+#include "ardent/attacks/kit.hpp"
 #include "ardent/attacks/mifgsm.hpp"
 #include "ardent/attacks/none.hpp"
 #include "ardent/attacks/pgd.hpp"
@@ -32,6 +35,7 @@
 #include "ardent/targets/soft_target.hpp"
 
 #include "ardent/distill/adversarial_trainer.hpp"
+#include "ardent/distill/attack_objectives.hpp"
 #include "ardent/distill/distiller.hpp"
 #include "ardent/distill/factories.hpp"
 #include "ardent/distill/fit.hpp"

@@ -77,6 +77,21 @@ struct APGDRun {
   torch::Tensor found;  // bool [B]
 };
 
+/// The objective, keeping the last logits it saw (for the success test without another forward).
+template <Objective O>
+struct RecordingObjective {
+  const O& objective;
+  torch::Tensor& logits;
+  torch::Tensor operator()(const torch::Tensor& z) const {
+    logits = z;
+    return objective(z);
+  }
+  torch::Tensor unchecked(const torch::Tensor& z) const {
+    logits = z;
+    return objectives::evaluate(objective, z);
+  }
+};
+
 template <Model M, Objective O, typename Success>
 APGDRun apgd_run(M& model, const torch::Tensor& clean, const O& objective, const Success& success,
                  const APGDOptions& o) {
@@ -85,13 +100,10 @@ APGDRun apgd_run(M& model, const torch::Tensor& clean, const O& objective, const
     return project(o.norm(), point, clean, o.epsilon(), o.clip_min(), o.clip_max());
   };
   torch::Tensor logits;
-  const auto recording = [&objective, &logits](const torch::Tensor& z) {
-    logits = z;
-    return objective(z);
-  };
+  const RecordingObjective<O> recording{objective, logits};
 
   auto x_adv = random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max());
-  auto [loss, gradient] = loss_and_gradient(model, x_adv, recording);
+  auto [loss, gradient] = loss_and_gradient(model, x_adv, recording, /*check=*/true);
   auto found = success(logits.detach());
   auto x_found = x_adv.clone();
   auto x_best = x_adv.clone();
@@ -112,7 +124,7 @@ APGDRun apgd_run(M& model, const torch::Tensor& clean, const O& objective, const
     x_previous = x_adv;
     x_adv = std::move(x_next);
 
-    auto step = loss_and_gradient(model, x_adv, recording);
+    auto step = loss_and_gradient(model, x_adv, recording, /*check=*/false);
     loss = step.loss;
     gradient = step.gradient;
     const auto now = success(logits.detach());
@@ -155,7 +167,12 @@ class APGD {
   explicit APGD(APGDOptions options) : options_(options) {
     constexpr std::string_view name = "ardent::attacks::APGD";
     detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
-    check_non_negative(name, "steps", static_cast<double>(options_.steps()));
+    if (options_.steps() < 1) {
+      fail_argument(name, "steps",
+                    fmt::format("is {}, expected at least 1 (steps(0) would return the random start; "
+                                "use ardent::attacks::None for the clean input)",
+                                options_.steps()));
+    }
     if (options_.restarts() < 1) {
       fail_argument(name, "restarts", fmt::format("is {}, expected at least 1", options_.restarts()));
     }
@@ -207,6 +224,7 @@ class APGD {
         torch::NoGradGuard no_grad;
         clean_logits = forward(model, clean);
       }
+      check_model_output("ardent::attacks::APGD", "model", clean_logits, clean);
       check_labels("ardent::attacks::APGD", targeted ? "targets" : "labels", classes, clean.size(0),
                    clean_logits.size(1));
       const auto succeeded = [](const torch::Tensor& logits, const torch::Tensor& wanted) {

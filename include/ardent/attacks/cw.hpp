@@ -39,11 +39,6 @@ struct CWOptions {
   TORCH_ARG(bool, eval_mode) = true;
 };
 
-namespace detail {
-template <typename>
-inline constexpr bool cw_rejects_objective = false;
-}  // namespace detail
-
 class CW {
  public:
   CW() : CW(CWOptions()) {}
@@ -72,13 +67,13 @@ class CW {
     return (targeted ? other - own : own - other).clamp_min(-kappa);
   }
 
-  /// `goal`: labels (untargeted) or ardent::Targeted{targets}.
-  template <Model M, AttackGoal G>
+  /// `goal`: labels (untargeted) or ardent::Targeted{targets}. CW minimises the Carlini-Wagner
+  /// margin of the classes, and an arbitrary objective has no notion of success for its
+  /// smallest-distance search, so the constraint admits no objective (and
+  /// `requires { attack.perturb(model, x, objective); }` is false): use ardent::attacks::PGD or
+  /// ardent::attacks::APGD to maximise an objective.
+  template <Model M, LabelsOrTargets G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
-    static_assert(std::same_as<G, torch::Tensor> || std::same_as<G, Targeted> || detail::cw_rejects_objective<G>,
-                  "ardent::attacks::CW minimises the Carlini-Wagner margin of labels or ardent::Targeted{targets}; "
-                  "an arbitrary objective has no notion of success for its smallest-distance search. Use "
-                  "ardent::attacks::PGD or ardent::attacks::APGD to maximise an objective.");
     constexpr bool targeted = std::same_as<G, Targeted>;
     const auto& o = options_;
     detail::check_call("ardent::attacks::CW", model, x, goal, o.clip_min(), o.clip_max());
@@ -114,6 +109,7 @@ class CW {
     {
       torch::NoGradGuard no_grad;
       const auto logits = forward(model, clean);
+      check_model_output("ardent::attacks::CW", "model", logits, clean);
       check_labels("ardent::attacks::CW", targeted ? "targets" : "labels", classes, batch, logits.size(1));
       const auto already = adversarial(logits);
       best_l2.masked_fill_(already, 0.0);
@@ -123,26 +119,23 @@ class CW {
     auto c = torch::full({batch}, o.c(), double_options);
     auto lower = torch::zeros({batch}, double_options);
     auto upper = torch::full({batch}, 1e10, double_options);
-    constexpr double beta1 = 0.9;
-    constexpr double beta2 = 0.999;
-    constexpr double adam_eps = 1e-8;
     const int64_t check_every = std::max<int64_t>(o.steps() / 10, 1);
 
     for (int64_t search = 0; search < o.binary_search_steps(); ++search) {
-      auto w = w_start.clone();
-      auto m = torch::zeros_like(w);
-      auto v = torch::zeros_like(w);
+      // LibTorch's Adam on w alone (betas 0.9, 0.999, eps 1e-8); the gradient comes from
+      // torch::autograd::grad, so the model's parameters never receive one.
+      auto w = w_start.clone().requires_grad_(true);
+      torch::optim::Adam adam({w}, torch::optim::AdamOptions(o.lr()).betas({0.9, 0.999}).eps(1e-8));
       auto succeeded = torch::zeros({batch}, clean.options().dtype(torch::kBool));
       const auto c_input = c.to(clean.scalar_type());
       double previous = std::numeric_limits<double>::infinity();
       for (int64_t step = 0; step < o.steps(); ++step) {
-        auto w_var = w.detach().requires_grad_(true);
-        const auto x_adv = lo + (w_var.tanh() + 1) / 2 * range;
+        const auto x_adv = lo + (w.tanh() + 1) / 2 * range;
         const auto logits = forward(model, x_adv);
         const auto l2_squared = (x_adv - clean).pow(2).flatten(1).sum(1);
         const auto loss = l2_squared + c_input * margin(logits, classes, o.kappa(), targeted);
         const auto total = loss.sum();
-        const auto gradient = torch::autograd::grad({total}, {w_var})[0];
+        w.mutable_grad() = torch::autograd::grad({total}, {w})[0];
 
         torch::NoGradGuard no_grad;
         const auto is_adversarial = adversarial(logits.detach());
@@ -152,12 +145,7 @@ class CW {
         best = torch::where(detail::per_sample(improved, clean), x_adv.detach(), best);
         succeeded.logical_or_(is_adversarial);
 
-        const double t = static_cast<double>(step + 1);
-        m.mul_(beta1).add_(gradient, 1 - beta1);
-        v.mul_(beta2).addcmul_(gradient, gradient, 1 - beta2);
-        const auto m_hat = m / (1 - std::pow(beta1, t));
-        const auto v_hat = v / (1 - std::pow(beta2, t));
-        w = w - o.lr() * m_hat / (v_hat.sqrt() + adam_eps);
+        adam.step();
 
         if (o.abort_early() && (step + 1) % check_every == 0) {
           const double current = total.template item<double>();

@@ -24,9 +24,6 @@ struct TargetedCWMargin {
         .clamp_max(kappa);
   }
 };
-
-template <typename>
-inline constexpr bool cw_linf_rejects_objective = false;
 }  // namespace detail
 
 class CWLinf {
@@ -43,12 +40,12 @@ class CWLinf {
   const PGDOptions& options() const { return pgd_.options(); }
   double kappa() const { return kappa_; }
 
-  /// `goal`: labels (untargeted) or ardent::Targeted{targets}.
-  template <Model M, AttackGoal G>
+  /// `goal`: labels (untargeted) or ardent::Targeted{targets}. CW-Linf is PGD on the
+  /// Carlini-Wagner margin of the classes, so it takes no other objective (the constraint makes
+  /// `requires { attack.perturb(model, x, objective); }` false); to maximise another objective
+  /// use ardent::attacks::PGD directly.
+  template <Model M, LabelsOrTargets G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
-    static_assert(std::same_as<G, torch::Tensor> || std::same_as<G, Targeted> || detail::cw_linf_rejects_objective<G>,
-                  "ardent::attacks::CWLinf is PGD on the Carlini-Wagner margin of labels or "
-                  "ardent::Targeted{targets}; to maximise another objective use ardent::attacks::PGD directly.");
     // The labels are saved for backward, which an InferenceMode tensor forbids: copy them outside it.
     detail::check_call("ardent::attacks::CWLinf", model, x, goal, options().clip_min(), options().clip_max());
     c10::InferenceMode inference_off(false);
@@ -71,7 +68,7 @@ static_assert(TargetedAttack<CWLinf>);
 inline CWLinf cw_linf(double epsilon, int64_t steps = 20, double kappa = 0.0) {
   check_non_negative("ardent::attacks::cw_linf", "epsilon", epsilon);
   if (steps < 1) fail_argument("ardent::attacks::cw_linf", "steps", fmt::format("is {}, expected at least 1", steps));
-  return CWLinf(PGDOptions(epsilon).steps(steps).step_size(2.5 * epsilon / static_cast<double>(steps)), kappa);
+  return CWLinf(PGDOptions(epsilon).steps(steps).step_size(madry_step_size(epsilon, steps)), kappa);
 }
 
 }  // namespace ardent::attacks

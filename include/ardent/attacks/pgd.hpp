@@ -9,13 +9,21 @@
 
 namespace ardent::attacks {
 
+/// Madry et al.'s step size for `steps` steps within epsilon: 2.5 eps / steps, so that a run can
+/// cross the ball and back (the presets and the examples use it).
+inline double madry_step_size(double epsilon, int64_t steps) {
+  if (steps < 1)
+    fail_argument("ardent::attacks::madry_step_size", "steps", fmt::format("is {}, expected at least 1", steps));
+  return 2.5 * epsilon / static_cast<double>(steps);
+}
+
 struct PGDOptions {
   /* implicit */ PGDOptions(double epsilon) : epsilon_(epsilon) {}  // NOLINT(google-explicit-constructor)
   /// Radius of the threat model's ball.
   TORCH_ARG(double, epsilon);
   /// Length a of one step (in the norm of the ball).
   TORCH_ARG(double, step_size) = 2.0 / 255;
-  /// Number of steps.
+  /// Number of steps, at least 1 (for the clean input use attacks::None).
   TORCH_ARG(int64_t, steps) = 10;
   /// Start from a uniform point of the ball instead of x.
   TORCH_ARG(bool, random_start) = true;
@@ -38,7 +46,12 @@ class PGD {
     constexpr std::string_view name = "ardent::attacks::PGD";
     detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
     check_non_negative(name, "step_size", options_.step_size());
-    check_non_negative(name, "steps", static_cast<double>(options_.steps()));
+    if (options_.steps() < 1) {
+      fail_argument(name, "steps",
+                    fmt::format("is {}, expected at least 1 (steps(0) would return the start point; "
+                                "use ardent::attacks::None for the clean input)",
+                                options_.steps()));
+    }
     check_non_negative(name, "start_noise", options_.start_noise());
     if (options_.start_noise() > 0 && options_.random_start()) {
       fail_argument(name, "start_noise", fmt::format("is {} with random_start(true), expected one start: set "

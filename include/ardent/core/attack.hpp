@@ -34,6 +34,12 @@ concept AttackGoal =
     std::same_as<std::remove_cvref_t<T>, torch::Tensor> || std::same_as<std::remove_cvref_t<T>, Targeted> ||
     Objective<T>;
 
+/// Labels or ardent::Targeted{targets}: what the attacks that minimise a margin of the classes
+/// (CW, CW-Linf) accept in place of an arbitrary objective.
+template <typename T>
+concept LabelsOrTargets = std::same_as<std::remove_cvref_t<T>, torch::Tensor> ||
+                          std::same_as<std::remove_cvref_t<T>, Targeted>;
+
 /// An attack that can aim at chosen classes.
 template <typename A, typename M = torch::jit::Module>
 concept TargetedAttack = Attack<A, M> && requires(A& attack, M& model, const torch::Tensor& x, const Targeted& t) {

@@ -8,6 +8,10 @@
 // arithmetic (2.25 million page faults in one MobileNetV2 PGD benchmark, docs/performance.md).
 // With mmap off for large blocks and trimming above 2 GiB off, freed blocks stay in the heap and
 // are reused. The process keeps its peak memory instead of returning it to the system.
+//
+// It changes the host program's allocator for good, so the library never calls it: a program
+// opts in by calling ardent::keep_freed_memory() once at start-up (ardent's examples and
+// benchmarks do).
 
 #include <cstdlib>
 
@@ -19,8 +23,8 @@
 
 namespace ardent {
 
-/// Makes glibc's malloc keep freed memory for reuse (process-wide); returns whether it could.
-/// Attacks call it once by default (Speedups::keep_freed_memory); calling it again is harmless.
+/// Makes glibc's malloc keep freed memory for reuse (process-wide, not undone); returns whether it
+/// could. An explicit opt-in for programs; calling it again is harmless.
 inline bool keep_freed_memory() {
 #if defined(__GLIBC__)
   return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;

@@ -98,4 +98,13 @@ std::optional<torch::Device> device_of(M& model) {
   return std::nullopt;
 }
 
+/// The dtype of the model's first floating-point parameter, or none for a model without one.
+template <Model M>
+std::optional<torch::ScalarType> dtype_of(M& model) {
+  for (const auto& p : parameters(model)) {
+    if (p.is_floating_point()) return p.scalar_type();
+  }
+  return std::nullopt;
+}
+
 }  // namespace ardent

@@ -7,8 +7,13 @@
 //   KLDivergence{r, T}        sum_c p_r,c (log p_r,c - log p_z,c), p = softmax(./T)  (TRADES, RSLAD)
 //   CWMargin{y, kappa}        min(max_{i != y} z_i - z_y, kappa)         (Carlini and Wagner 2017)
 //   DLR{y}                    -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)  (Croce and Hein 2020)
+//
+// objective(logits) checks its arguments (logits [B, C], labels in [0, C)); the built-ins also have
+// objective.unchecked(logits), which an attack's inner loop calls through objectives::evaluate
+// once the first call has checked them.
 
 #include "ardent/core/check.hpp"
+#include "ardent/core/divergence.hpp"
 
 #include <concepts>
 #include <limits>
@@ -51,6 +56,9 @@ struct CrossEntropy {
 
   torch::Tensor operator()(const torch::Tensor& logits) const {
     detail::check("ardent::objectives::CrossEntropy", logits, labels);
+    return unchecked(logits);
+  }
+  torch::Tensor unchecked(const torch::Tensor& logits) const {
     return torch::nn::functional::cross_entropy(
         logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
   }
@@ -61,6 +69,9 @@ struct TargetedCrossEntropy {
 
   torch::Tensor operator()(const torch::Tensor& logits) const {
     detail::check("ardent::objectives::TargetedCrossEntropy", logits, targets, "targets");
+    return unchecked(logits);
+  }
+  torch::Tensor unchecked(const torch::Tensor& logits) const {
     return -torch::nn::functional::cross_entropy(
         logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
   }
@@ -77,9 +88,11 @@ struct KLDivergence {
                 "ardent::objectives::KLDivergence: argument 'reference_logits' has shape [",
                 reference_logits.defined() ? reference_logits.sizes() : c10::IntArrayRef{}, "], expected [",
                 logits.sizes(), "] (the shape of the logits)");
-    const auto log_p_reference = torch::log_softmax(reference_logits.detach() / temperature, 1);
-    const auto log_p = torch::log_softmax(logits / temperature, 1);
-    return (log_p_reference.exp() * (log_p_reference - log_p)).sum(1);
+    return unchecked(logits);
+  }
+  torch::Tensor unchecked(const torch::Tensor& logits) const {
+    return kl_divergence(torch::log_softmax(reference_logits.detach() / temperature, 1),
+                         torch::log_softmax(logits / temperature, 1));
   }
 };
 
@@ -90,6 +103,9 @@ struct CWMargin {
   torch::Tensor operator()(const torch::Tensor& logits) const {
     detail::check("ardent::objectives::CWMargin", logits, labels);
     check_non_negative("ardent::objectives::CWMargin", "kappa", kappa);
+    return unchecked(logits);
+  }
+  torch::Tensor unchecked(const torch::Tensor& logits) const {
     const auto margin = detail::max_other_logit(logits, labels) - detail::true_logit(logits, labels);
     return margin.clamp_max(kappa);
   }
@@ -102,11 +118,27 @@ struct DLR {
     detail::check("ardent::objectives::DLR", logits, labels);
     TORCH_CHECK(logits.size(1) >= 3, "ardent::objectives::DLR: argument 'logits' has ", logits.size(1),
                 " classes, expected at least 3 (DLR divides by z_pi1 - z_pi3)");
+    return unchecked(logits);
+  }
+  torch::Tensor unchecked(const torch::Tensor& logits) const {
     const auto sorted = std::get<0>(logits.sort(/*dim=*/1, /*descending=*/true));
     const auto scale = sorted.select(1, 0) - sorted.select(1, 2) + 1e-12;
     return -(detail::true_logit(logits, labels) - detail::max_other_logit(logits, labels)) / scale;
   }
 };
+
+/// objective.unchecked(logits) where the objective has it, else objective(logits): for an
+/// attack's steps after the first, whose call has checked the arguments.
+template <Objective O>
+torch::Tensor evaluate(const O& objective, const torch::Tensor& logits) {
+  if constexpr (requires {
+                  { objective.unchecked(logits) } -> std::convertible_to<torch::Tensor>;
+                }) {
+    return objective.unchecked(logits);
+  } else {
+    return objective(logits);
+  }
+}
 
 }  // namespace objectives
 }  // namespace ardent

@@ -2,7 +2,10 @@
 // Switches for the optimisations of the attack's passes through the model (docs/performance.md).
 // Each keeps logits and input gradients within 1e-5 (relative) of the plain computation
 // (tests/speedups_test.cpp), so all are on by default; switching one off measures it, or
-// reproduces the plain computation.
+// reproduces the plain computation. The switches are per thread: SpeedupsGuard sets them for a
+// scope on the calling thread (the one that runs the attack and the models' forward passes), and
+// other threads keep theirs. Nothing here changes process-wide state; the allocator setting that
+// helps attacks on the CPU is a separate, explicit opt-in (ardent/core/memory.hpp).
 
 namespace ardent {
 
@@ -22,20 +25,15 @@ struct Speedups {
   /// A Linf step is one add and one clamp against bounds computed once per attack,
   /// max(x - eps, lo) <= x' <= min(x + eps, hi), instead of a projection and a box clamp.
   bool fused_linf_step = true;
-  /// The first attack makes the process keep freed memory for reuse (ardent::keep_freed_memory,
-  /// glibc only): the same activations are allocated at every step, and without it each large
-  /// one costs a page fault per 4 KiB page. Process-wide and not undone; switch it off before
-  /// the first attack to keep malloc's defaults.
-  bool keep_freed_memory = true;
 };
 
-/// The process-wide switches. Change them between attacks, not while one runs on another thread.
+/// The calling thread's switches (each thread starts with every switch on).
 inline Speedups& speedups() {
-  static Speedups settings;
+  thread_local Speedups settings;
   return settings;
 }
 
-/// Sets the switches for a scope and restores the previous ones on exit.
+/// Sets the calling thread's switches for a scope and restores the previous ones on exit.
 class SpeedupsGuard {
  public:
   explicit SpeedupsGuard(Speedups settings) : saved_(speedups()) { speedups() = settings; }
@@ -50,6 +48,6 @@ class SpeedupsGuard {
 };
 
 /// Every switch off: the plain computation.
-inline constexpr Speedups no_speedups{false, false, false, false, false, false};
+inline constexpr Speedups no_speedups{false, false, false, false, false};
 
 }  // namespace ardent

@@ -23,6 +23,9 @@ struct TargetedDLR {
                 " classes, expected at least 4 (targeted DLR divides by z_pi1 - (z_pi3 + z_pi4) / 2)");
     detail::check(name, logits, labels);
     detail::check(name, logits, targets, "targets");
+    return unchecked(logits);
+  }
+  torch::Tensor unchecked(const torch::Tensor& logits) const {
     const auto sorted = std::get<0>(logits.sort(/*dim=*/1, /*descending=*/true));
     const auto scale = sorted.select(1, 0) - (sorted.select(1, 2) + sorted.select(1, 3)) / 2 + 1e-12;
     return -(detail::true_logit(logits, labels) - detail::true_logit(logits, targets)) / scale;

@@ -10,6 +10,7 @@
 // make_trades_trainer does). The attack runs with the model in eval mode, the loss in train mode.
 
 #include "ardent/core/attack.hpp"
+#include "ardent/core/divergence.hpp"
 #include "ardent/core/mode_guard.hpp"
 #include "ardent/distill/fit.hpp"
 #include "ardent/distill/options.hpp"
@@ -46,8 +47,20 @@ class AdversarialTrainer {
 
   StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer) {
     constexpr std::string_view name = "ardent::AdversarialTrainer::step";
-    check_input_batch(name, "x", x, -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity());
-    check_labels(name, "labels", y, x.size(0));
+    double clip_min = -std::numeric_limits<double>::infinity();
+    double clip_max = std::numeric_limits<double>::infinity();
+    if constexpr (requires {
+                    attack_.options().clip_min();
+                    attack_.options().clip_max();
+                  }) {
+      clip_min = attack_.options().clip_min();
+      clip_max = attack_.options().clip_max();
+    }
+    check_model_input(name, "model", model_, x);
+    check_input_batch(name, "x", x, clip_min, clip_max);
+    check_labels(name, "labels", y, x.size(0), num_classes(x));
+    // The attack sees the same tensor and skips its own check of x.
+    const CheckedInput checked(x, clip_min, clip_max);
     StepResult result;
     result.batch_size = x.size(0);
     torch::Tensor loss;
@@ -71,21 +84,26 @@ class AdversarialTrainer {
       }
       const auto logits = forward(model_, x);
       const auto ce = torch::nn::functional::cross_entropy(logits, y);
-      const auto log_p_clean = torch::log_softmax(logits, 1);
-      const auto kl = (log_p_clean.exp() * (log_p_clean - torch::log_softmax(forward(model_, x_adv), 1))).sum(1).mean();
+      const auto kl =
+          kl_divergence(torch::log_softmax(logits, 1), torch::log_softmax(forward(model_, x_adv), 1)).mean();
       loss = ce + options_.beta() * kl;
       result.cross_entropy = ce.template item<double>();
       result.adversarial_distill = options_.beta() * kl.template item<double>();
     }
+    result.loss = loss.template item<double>();
+    if (!std::isfinite(result.loss)) {
+      TORCH_CHECK(false, fmt::format("{}: the loss is {}, expected a finite value; the model's parameters are left "
+                                     "unchanged (check the inputs and the learning rate)",
+                                     name, result.loss));
+    }
     optimizer.zero_grad();
     loss.backward();
     optimizer.step();
-    result.loss = loss.template item<double>();
     return result;
   }
 
-  template <typename Loader, typename... Callbacks>
-  FitSummary fit(Loader& loader, torch::optim::Optimizer& optimizer, int64_t epochs, Callbacks&&... callbacks) {
+  template <typename Loader, typename EpochCount, typename... Callbacks>
+  FitSummary fit(Loader& loader, torch::optim::Optimizer& optimizer, EpochCount epochs, Callbacks&&... callbacks) {
     return ardent::fit(*this, loader, optimizer, epochs, std::forward<Callbacks>(callbacks)...);
   }
 
@@ -96,9 +114,29 @@ class AdversarialTrainer {
   const AdversarialTrainerOptions& options() const { return options_; }
 
  private:
+  /// The class count, from one forward pass on the first sample of the first batch: the model
+  /// must return logits [1, C] (errors name the user's batch shape).
+  int64_t num_classes(const torch::Tensor& x) {
+    if (num_classes_ == 0) {
+      torch::NoGradGuard no_grad;
+      const ModeGuard eval(model_);
+      const auto probe = x.slice(0, 0, 1);
+      const auto logits = forward(model_, probe);
+      if (logits.dim() != 2 || logits.size(0) != 1 || logits.size(1) < 2 || !logits.is_floating_point()) {
+        TORCH_CHECK(false,
+                    fmt::format("ardent::AdversarialTrainer::step: the model returned shape {} for the first "
+                                "sample of x (x has shape {}), expected floating-point logits [1, C] with C >= 2",
+                                shape_string(logits), shape_string(x)));
+      }
+      num_classes_ = logits.size(1);
+    }
+    return num_classes_;
+  }
+
   M model_;
   AttackPolicy attack_;
   AdversarialTrainerOptions options_;
+  int64_t num_classes_ = 0;
 };
 
 }  // namespace ardent

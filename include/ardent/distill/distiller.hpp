@@ -1,51 +1,40 @@
 #pragma once
 // ardent::Distiller: one generic adversarially robust distillation step, composed of policies.
 //
-//   Distiller<Teacher, Student, Attack, DistillLoss, SoftTarget> d(teacher, student, attack, loss, target, options);
+//   Distiller<Teacher, Student, Attack, DistillLoss, SoftTarget, AttackObjective>
+//       d(teacher, student, attack, loss, target, recipe);
 //   StepResult r = d.step(x, y, optimizer);
+//
+// Every policy after the models has ARD's default (attacks::PGD, losses::KL, targets::Logits,
+// attack_objectives::StudentCrossEntropy), as ensmallen's SGD<UpdatePolicy = VanillaUpdate>, and
+// `Distiller<Teacher, Student> d(teacher, student)` is ARD with the paper's settings: PGD-10 of
+// 2/255 within 8/255 against the labels, KL at T = 30, alpha 1 (the same as make_ard).
 //
 // The step (see ardent/distill/options.hpp for the formula) runs the attack on the student, the
 // teacher without gradients and in eval mode (it is never changed, BatchNorm statistics included),
 // the loss terms with non-zero weight, backward and the optimizer step.
 
-#include "ardent/attacks/detail/gradient.hpp"
+#include "ardent/attacks/kit.hpp"
+#include "ardent/attacks/pgd.hpp"
 #include "ardent/core/attack.hpp"
 #include "ardent/core/check.hpp"
 #include "ardent/core/mode_guard.hpp"
+#include "ardent/distill/attack_objectives.hpp"
 #include "ardent/distill/fit.hpp"
 #include "ardent/distill/options.hpp"
 #include "ardent/losses/distill_loss.hpp"
+#include "ardent/losses/kl.hpp"
+#include "ardent/targets/logits.hpp"
 #include "ardent/targets/soft_target.hpp"
 
-#include <functional>
+#include <cmath>
 
 namespace ardent {
 
+/// The CIFAR-10 budget of the ARD, RSLAD and AdaAD papers: 10 steps of 2/255 within 8/255 (Linf).
+inline attacks::PGDOptions paper_pgd() { return attacks::PGDOptions(8.0 / 255).step_size(2.0 / 255).steps(10); }
+
 namespace detail {
-
-/// Teacher and student side by side, as one model whose logits are [T(x), S(x)]: lets any attack
-/// maximise an objective of both networks at once (AdaAD's KL(T(x') || S(x'))).
-class TeacherStudentImpl : public torch::nn::Module {
- public:
-  using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
-  TeacherStudentImpl(Forward teacher, Forward student) : teacher_(std::move(teacher)), student_(std::move(student)) {}
-  torch::Tensor forward(const torch::Tensor& x) { return torch::cat({teacher_(x), student_(x)}, 1); }
-
- private:
-  Forward teacher_;
-  Forward student_;
-};
-TORCH_MODULE(TeacherStudent);
-
-/// Per-sample KL(softmax(t) || softmax(s)) of logits [T(x), S(x)] laid side by side, with
-/// gradients through both halves.
-struct SideBySideKL {
-  torch::Tensor operator()(const torch::Tensor& logits) const {
-    const auto halves = logits.chunk(2, 1);
-    const auto log_p_teacher = torch::log_softmax(halves[0], 1);
-    return (log_p_teacher.exp() * (log_p_teacher - torch::log_softmax(halves[1], 1))).sum(1);
-  }
-};
 
 template <typename A>
 concept HasEvalModeOption = requires(const A& attack) {
@@ -61,9 +50,13 @@ concept HasPixelBox = requires(const A& attack) {
 template <typename T>
 concept HasTrainMode = requires(T& target) { target.train(true); };
 
+template <typename>
+inline constexpr bool always_false = false;
+
 }  // namespace detail
 
-template <Model Teacher, Model Student, typename AttackPolicy, typename LossPolicy, typename TargetPolicy>
+template <Model Teacher, Model Student, typename AttackPolicy = attacks::PGD, typename LossPolicy = losses::KL,
+          typename TargetPolicy = targets::Logits, typename ObjectivePolicy = attack_objectives::StudentCrossEntropy>
 class Distiller {
   static_assert(Attack<AttackPolicy, Student>,
                 "ardent::Distiller: the attack policy is not an ardent::Attack for this student: it needs a member "
@@ -78,12 +71,36 @@ class Distiller {
   static_assert(LossAccepts<LossPolicy, typename TargetPolicy::View>,
                 "ardent::Distiller: the loss has no call operator for the views of this soft target. KL and CE "
                 "compare class distributions and cannot be used with targets::Features: use ardent::losses::MSE");
+  static_assert(AttackObjectiveFor<ObjectivePolicy, AttackPolicy, Teacher, Student>,
+                "ardent::Distiller: the attack cannot maximise the recipe's attack objective: KLToCleanTeacher "
+                "(recipes::rslad) and KLToAdversarialTeacher (recipes::adaad) need an attack with a member "
+                "perturb(model, x, objective) (PGD, APGD, FGSM, BIM, MIFGSM), not one that takes labels only "
+                "(CW, CWLinf); a user's objective policy needs a member perturb(attack, teacher, student, "
+                "inputs) returning torch::Tensor (see docs/distiller.md)");
 
  public:
   using View = typename TargetPolicy::View;
+  using Objective = ObjectivePolicy;
 
+  /// ARD with the paper's settings: PGD-10 of 2/255 within 8/255 against the labels, KL at T = 30,
+  /// alpha 1 (for the default policies only; make_ard builds the same).
+  Distiller(Teacher teacher, Student student)
+  requires std::same_as<AttackPolicy, attacks::PGD> && std::same_as<LossPolicy, losses::KL> &&
+           std::same_as<TargetPolicy, targets::Logits> &&
+           std::same_as<ObjectivePolicy, attack_objectives::StudentCrossEntropy>
+      : Distiller(std::move(teacher), std::move(student), attacks::PGD(paper_pgd()),
+                  losses::KL(losses::KLOptions().temperature(30.0)), targets::Logits{}, Recipe<ObjectivePolicy>()) {}
+
+  /// The recipe's attack objective is the Distiller's (a recipe written for another one does not
+  /// compile; with class template argument deduction the recipe sets it).
   Distiller(Teacher teacher, Student student, AttackPolicy attack, LossPolicy loss, TargetPolicy target,
-            DistillerOptions options = {})
+            Recipe<ObjectivePolicy> recipe = {})
+      : Distiller(std::move(teacher), std::move(student), std::move(attack), std::move(loss), std::move(target),
+                  static_cast<const DistillerOptions&>(recipe)) {}
+
+  /// Plain options: the attack maximises ObjectivePolicy (ARD's, by default).
+  Distiller(Teacher teacher, Student student, AttackPolicy attack, LossPolicy loss, TargetPolicy target,
+            const DistillerOptions& options)
       : teacher_(std::move(teacher)),
         student_(std::move(student)),
         attack_(std::move(attack)),
@@ -101,15 +118,32 @@ class Distiller {
     if constexpr (detail::HasBind<TargetPolicy, Teacher, Student>) target_.bind(teacher_, student_);
   }
 
+  /// A recipe written for another attack objective: refused at compile time.
+  template <typename Other>
+  requires(!std::same_as<Other, ObjectivePolicy>)
+  Distiller(Teacher, Student, AttackPolicy, LossPolicy, TargetPolicy, const Recipe<Other>&) {
+    static_assert(detail::always_false<Other>,
+                  "ardent::Distiller: the recipe was written for another attack objective than the Distiller's "
+                  "last template parameter: name the recipe's objective there (e.g. Distiller<T, S, attacks::PGD, "
+                  "losses::KL, targets::Logits, attack_objectives::KLToCleanTeacher> for recipes::rslad()), use "
+                  "the aliases RSLAD<T, S> and AdaAD<T, S>, or let class template argument deduction take it");
+  }
+
   /// One training step on the batch (x, y); returns the loss and its terms.
   StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer) {
     constexpr std::string_view name = "ardent::Distiller::step";
+    // x is checked here once; the attack sees the same tensor and skips its own check.
+    double clip_min = -std::numeric_limits<double>::infinity();
+    double clip_max = std::numeric_limits<double>::infinity();
     if constexpr (detail::HasPixelBox<AttackPolicy>) {
-      check_input_batch(name, "x", x, attack_.options().clip_min(), attack_.options().clip_max());
-    } else {
-      check_input_batch(name, "x", x, -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity());
+      clip_min = attack_.options().clip_min();
+      clip_max = attack_.options().clip_max();
     }
+    check_model_input(name, "teacher", teacher_, x);
+    check_model_input(name, "student", student_, x);
+    check_input_batch(name, "x", x, clip_min, clip_max);
     check_labels(name, "labels", y, x.size(0), num_classes(x));
+    const CheckedInput checked(x, clip_min, clip_max);
 
     const auto& o = options_;
     const bool adversarial = o.adversarial_weight() > 0;
@@ -121,7 +155,7 @@ class Distiller {
     View teacher_clean;
     {
       torch::NoGradGuard no_grad;
-      const bool need_logits = adversarial && o.attack_objective() == AttackObjective::KLToCleanTeacher;
+      const bool need_logits = adversarial && uses_clean_teacher_logits<ObjectivePolicy>;
       if constexpr (detail::HasViewFromLogits<TargetPolicy>) {
         if (need_logits || clean_view_of_teacher) teacher_logits = forward(teacher_, x);
         if (clean_view_of_teacher) teacher_clean = target_.view_from_logits(teacher_logits);
@@ -171,6 +205,18 @@ class Distiller {
       }
     }
 
+    // A non-finite term would make every parameter NaN at the optimizer step: refuse it before.
+    for (const auto& [term, value] :
+         {std::pair{"adversarial_distill", result.adversarial_distill},
+          std::pair{"clean_distill", result.clean_distill}, std::pair{"cross_entropy", result.cross_entropy}}) {
+      if (value && !std::isfinite(*value)) {
+        TORCH_CHECK(false, fmt::format("{}: the loss term '{}' is {}, expected a finite value; the student's "
+                                       "parameters are left unchanged (check the teacher, the inputs and the "
+                                       "learning rate)",
+                                       name, term, *value));
+      }
+    }
+
     optimizer.zero_grad();
     loss.backward();
     optimizer.step();
@@ -179,8 +225,8 @@ class Distiller {
   }
 
   /// Trains for `epochs` over `loader` (see ardent/distill/fit.hpp for loaders and callbacks).
-  template <typename Loader, typename... Callbacks>
-  FitSummary fit(Loader& loader, torch::optim::Optimizer& optimizer, int64_t epochs, Callbacks&&... callbacks) {
+  template <typename Loader, typename EpochCount, typename... Callbacks>
+  FitSummary fit(Loader& loader, torch::optim::Optimizer& optimizer, EpochCount epochs, Callbacks&&... callbacks) {
     return ardent::fit(*this, loader, optimizer, epochs, std::forward<Callbacks>(callbacks)...);
   }
 
@@ -208,51 +254,24 @@ class Distiller {
   const DistillerOptions& options() const { return options_; }
 
  private:
-  /// x' from the attack, maximising the recipe's objective, with the student in the recipe's mode.
+  /// x' from the attack, maximising the attack objective, with the student in the recipe's mode.
   torch::Tensor make_adversarial(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& teacher_logits) {
     const ModeGuard student_mode(student_, /*eval=*/options_.attack_mode() == AttackMode::Eval);
     if (options_.attack_mode() == AttackMode::Train) train_module(student_, true);
-    switch (options_.attack_objective()) {
-      case AttackObjective::StudentCrossEntropy:
-        return attack_.perturb(student_, x, y);
-      case AttackObjective::KLToCleanTeacher:
-        if constexpr (requires { attack_.perturb(student_, x, objectives::KLDivergence{teacher_logits}); }) {
-          return attack_.perturb(student_, x, objectives::KLDivergence{teacher_logits});
-        }
-        break;
-      case AttackObjective::KLToAdversarialTeacher: {
-        // The pair holds no parameters of its own, so the attack cannot take the networks'
-        // parameters out of autograd: done here (Speedups::freeze_parameters), restored on exit.
-        const attacks::detail::FrozenParameters frozen_teacher(teacher_);
-        const attacks::detail::FrozenParameters frozen_student(student_);
-        detail::TeacherStudent both([this](const torch::Tensor& input) { return forward(teacher_, input); },
-                                    [this](const torch::Tensor& input) { return forward(student_, input); });
-        if constexpr (requires { attack_.perturb(both, x, detail::SideBySideKL{}); }) {
-          return attack_.perturb(both, x, detail::SideBySideKL{});
-        }
-        break;
-      }
-    }
-    fail_argument("ardent::Distiller", "attack",
-                  "accepts labels only, expected an attack that maximises an objective "
-                  "(perturb(model, x, objective)), which the KL attack objectives of RSLAD and AdaAD need");
+    return objective_.perturb(attack_, teacher_, student_, AttackInputs{x, y, teacher_logits});
   }
 
-  /// The class count, checked once to agree between teacher and student.
+  /// The class count, checked once to agree between teacher and student, from one forward pass of
+  /// each on the first sample of the first batch (in eval mode, without gradients): both must
+  /// return finite logits [1, C].
   int64_t num_classes(const torch::Tensor& x) {
     if (num_classes_ == 0) {
-      for (const auto& [role, device] : {std::pair{"teacher", device_of(teacher_)}, std::pair{"student", device_of(student_)}}) {
-        if (device && *device != x.device()) {
-          fail_argument("ardent::Distiller::step", "x",
-                        fmt::format("is on device {}, expected the {}'s device {}", x.device().str(), role, device->str()));
-        }
-      }
       torch::NoGradGuard no_grad;
       const ModeGuard teacher_mode(teacher_);
       const ModeGuard student_mode(student_);
       const auto probe = x.slice(0, 0, 1);
-      const int64_t teacher_classes = forward(teacher_, probe).size(1);
-      const int64_t student_classes = forward(student_, probe).size(1);
+      const int64_t teacher_classes = probe_classes(teacher_, "teacher", probe, x);
+      const int64_t student_classes = probe_classes(student_, "student", probe, x);
       if (teacher_classes != student_classes) {
         fail_argument("ardent::Distiller", "student",
                       fmt::format("has {} classes, expected the teacher's {}", student_classes, teacher_classes));
@@ -262,13 +281,46 @@ class Distiller {
     return num_classes_;
   }
 
+  /// The class count of one model's logits for the probe; errors name the user's batch shape.
+  template <Model M>
+  static int64_t probe_classes(M& model, std::string_view role, const torch::Tensor& probe, const torch::Tensor& x) {
+    constexpr std::string_view name = "ardent::Distiller::step";
+    torch::Tensor logits;
+    try {
+      logits = forward(model, probe);
+    } catch (const std::exception& e) {
+      const std::string what = e.what();
+      TORCH_CHECK(false, fmt::format("{}: the {} failed on the batch x of shape {}: {}", name, role, shape_string(x),
+                                     what.substr(0, what.find('\n'))));
+    }
+    if (!logits.defined() || logits.dim() != 2 || logits.size(0) != 1 || logits.size(1) < 2 ||
+        !logits.is_floating_point()) {
+      TORCH_CHECK(false, fmt::format("{}: the {} returned shape {} for the first sample of x (x has shape {}), "
+                                     "expected floating-point logits [1, C] with C >= 2 (one row per sample)",
+                                     name, role, shape_string(logits), shape_string(x)));
+    }
+    if (!torch::isfinite(logits).all().template item<bool>()) {
+      TORCH_CHECK(false, fmt::format("{}: the {}'s logits contain NaN or Inf (are its weights finite?); nothing "
+                                     "was changed",
+                                     name, role));
+    }
+    return logits.size(1);
+  }
+
   Teacher teacher_;
   Student student_;
   AttackPolicy attack_;
   LossPolicy loss_;
   TargetPolicy target_;
   DistillerOptions options_;
+  ObjectivePolicy objective_{};
   int64_t num_classes_ = 0;
 };
+
+/// The recipe's attack objective becomes the Distiller's (class template argument deduction).
+template <Model Teacher, Model Student, typename AttackPolicy, typename LossPolicy, typename TargetPolicy,
+          typename ObjectivePolicy>
+Distiller(Teacher, Student, AttackPolicy, LossPolicy, TargetPolicy, Recipe<ObjectivePolicy>)
+    -> Distiller<Teacher, Student, AttackPolicy, LossPolicy, TargetPolicy, ObjectivePolicy>;
 
 }  // namespace ardent

@@ -14,11 +14,13 @@
 namespace ardent {
 
 template <Model Teacher, Model Student>
-using ARD = Distiller<Teacher, Student, attacks::PGD, losses::KL, targets::Logits>;
+using ARD = Distiller<Teacher, Student>;
 template <Model Teacher, Model Student>
-using RSLAD = Distiller<Teacher, Student, attacks::PGD, losses::KL, targets::Logits>;
+using RSLAD =
+    Distiller<Teacher, Student, attacks::PGD, losses::KL, targets::Logits, attack_objectives::KLToCleanTeacher>;
 template <Model Teacher, Model Student>
-using AdaAD = Distiller<Teacher, Student, attacks::PGD, losses::KL, targets::Logits>;
+using AdaAD =
+    Distiller<Teacher, Student, attacks::PGD, losses::KL, targets::Logits, attack_objectives::KLToAdversarialTeacher>;
 template <Model Teacher, Model Student>
 using KD = Distiller<Teacher, Student, attacks::None, losses::KL, targets::Logits>;
 template <Model M>
@@ -26,10 +28,8 @@ using MadryTrainer = AdversarialTrainer<M, attacks::PGD>;
 template <Model M>
 using TradesTrainer = AdversarialTrainer<M, attacks::PGD>;
 
-/// The CIFAR-10 budget of the ARD, RSLAD and AdaAD papers: 10 steps of 2/255 within 8/255 (Linf).
-inline attacks::PGDOptions paper_pgd() { return attacks::PGDOptions(8.0 / 255).step_size(2.0 / 255).steps(10); }
-
-/// ARD with the defaults of its code: PGD-10 (random start) against the labels, KL at T = 30.
+/// ARD with the defaults of its code: PGD-10 (random start) against the labels, KL at T = 30
+/// (with the default arguments, the same as `ARD<Teacher, Student> d(teacher, student)`).
 template <Model Teacher, Model Student>
 ARD<Teacher, Student> make_ard(Teacher teacher, Student student, double alpha = 1.0, double temperature = 30.0,
                                attacks::PGDOptions attack = paper_pgd()) {

@@ -8,9 +8,12 @@
 //   on_epoch_end(trainer, epoch, const EpochSummary&)
 //
 // each returning void or bool; returning true stops training (after the current batch or epoch).
+// `epochs` is a count (epochs 0 .. n-1) or ardent::Epochs{first, end} to continue a resumed run at
+// epoch `first` (the callbacks see the real epoch numbers).
 // A loader yields batches as torch::data::Example<> (stacked), std::vector<Example<>> (torch's
 // default), or std::pair<Tensor, Tensor>.
 
+#include "ardent/core/batch.hpp"
 #include "ardent/distill/options.hpp"
 
 #include <tuple>
@@ -25,6 +28,12 @@ struct EpochSummary {
   double mean_loss = 0;  // weighted by batch size
 };
 
+/// The epochs [first, end) of a run: Epochs{3, 10} continues after three completed epochs.
+struct Epochs {
+  int64_t first = 0;
+  int64_t end = 0;
+};
+
 struct FitSummary {
   int64_t epochs_completed = 0;
   bool stopped_early = false;
@@ -32,22 +41,6 @@ struct FitSummary {
 };
 
 namespace detail {
-
-inline std::pair<torch::Tensor, torch::Tensor> as_batch(const torch::data::Example<>& example) {
-  return {example.data, example.target};
-}
-inline std::pair<torch::Tensor, torch::Tensor> as_batch(const std::vector<torch::data::Example<>>& examples) {
-  std::vector<torch::Tensor> data;
-  std::vector<torch::Tensor> targets;
-  for (const auto& e : examples) {
-    data.push_back(e.data);
-    targets.push_back(e.target);
-  }
-  return {torch::stack(data), torch::stack(targets)};
-}
-inline std::pair<torch::Tensor, torch::Tensor> as_batch(const std::pair<torch::Tensor, torch::Tensor>& batch) {
-  return batch;
-}
 
 /// Calls the hook if the callback has it; true when it asks to stop.
 template <typename Hook>
@@ -84,16 +77,19 @@ bool epoch_end(Callback& c, Trainer& trainer, int64_t epoch, const EpochSummary&
 
 }  // namespace detail
 
-/// Trains `trainer` for `epochs` passes over `loader`; every callback sees every event (none is
-/// skipped when an earlier one asks to stop).
+/// Trains `trainer` over `loader` for the epochs [first, end); every callback sees every event
+/// (none is skipped when an earlier one asks to stop).
 template <typename Trainer, typename Loader, typename... Callbacks>
-FitSummary fit(Trainer& trainer, Loader& loader, torch::optim::Optimizer& optimizer, int64_t epochs,
+FitSummary fit(Trainer& trainer, Loader& loader, torch::optim::Optimizer& optimizer, Epochs epochs,
                Callbacks&&... callbacks) {
-  check_non_negative("ardent::fit", "epochs", static_cast<double>(epochs));
+  check_non_negative("ardent::fit", "epochs.first", static_cast<double>(epochs.first));
+  if (epochs.end < epochs.first) {
+    fail_argument("ardent::fit", "epochs", fmt::format("is [{}, {}), expected first <= end", epochs.first, epochs.end));
+  }
   FitSummary summary;
   auto all = [&](auto&& event) { return (false | ... | event(callbacks)); };
   trainer.train();
-  for (int64_t epoch = 0; epoch < epochs && !summary.stopped_early; ++epoch) {
+  for (int64_t epoch = epochs.first; epoch < epochs.end && !summary.stopped_early; ++epoch) {
     if (all([&](auto& c) { return detail::epoch_begin(c, trainer, epoch); })) {
       summary.stopped_early = true;
       break;
@@ -101,7 +97,7 @@ FitSummary fit(Trainer& trainer, Loader& loader, torch::optim::Optimizer& optimi
     EpochSummary e{epoch, 0, 0, 0.0};
     double loss_sum = 0;
     for (auto&& batch : loader) {
-      const auto [x, y] = detail::as_batch(batch);
+      const auto [x, y] = unpack_batch(batch);
       const StepResult r = trainer.step(x, y, optimizer);
       loss_sum += r.loss * static_cast<double>(r.batch_size);
       e.samples += r.batch_size;
@@ -115,6 +111,14 @@ FitSummary fit(Trainer& trainer, Loader& loader, torch::optim::Optimizer& optimi
     if (all([&](auto& c) { return detail::epoch_end(c, trainer, epoch, e); })) summary.stopped_early = true;
   }
   return summary;
+}
+
+/// Trains `trainer` for `epochs` passes over `loader`, numbered 0 .. epochs - 1.
+template <typename Trainer, typename Loader, typename... Callbacks>
+FitSummary fit(Trainer& trainer, Loader& loader, torch::optim::Optimizer& optimizer, int64_t epochs,
+               Callbacks&&... callbacks) {
+  check_non_negative("ardent::fit", "epochs", static_cast<double>(epochs));
+  return fit(trainer, loader, optimizer, Epochs{0, epochs}, std::forward<Callbacks>(callbacks)...);
 }
 
 }  // namespace ardent

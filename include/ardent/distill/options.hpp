@@ -4,21 +4,16 @@
 //
 //   adversarial_weight * L(S(x'), T(x_t))  +  clean_weight * L(S(x), T(x))  +  ce_weight * CE(S(x), y)
 //
-// where x_t is x or x' (teacher_input), and x' maximises attack_objective. Terms of weight 0 are
-// not computed, and no attack runs when adversarial_weight is 0.
+// where x_t is x or x' (teacher_input), and x' maximises the Distiller's attack objective (a policy
+// type, ardent/distill/attack_objectives.hpp). Terms of weight 0 are not computed, and no attack
+// runs when adversarial_weight is 0. A recipe (ardent/distill/recipes.hpp) is a Recipe<Objective>:
+// these options together with the attack objective they were written for.
 
 #include "ardent/core/check.hpp"
 
 #include <optional>
 
 namespace ardent {
-
-/// What the attack maximises when it makes x'.
-enum class AttackObjective {
-  StudentCrossEntropy,     // CE(S(x'), y): ARD (Goldblum et al. 2020)
-  KLToCleanTeacher,        // KL(T(x) || S(x')): RSLAD (Zi et al. 2021)
-  KLToAdversarialTeacher,  // KL(T(x') || S(x')), gradient through both: AdaAD (Huang et al. 2023)
-};
 
 /// The input the teacher sees in the adversarial term.
 enum class TeacherInput { Clean, Adversarial };
@@ -28,12 +23,39 @@ enum class TeacherInput { Clean, Adversarial };
 enum class AttackMode { Eval, Train };
 
 struct DistillerOptions {
-  TORCH_ARG(AttackObjective, attack_objective) = AttackObjective::StudentCrossEntropy;
   TORCH_ARG(TeacherInput, teacher_input) = TeacherInput::Clean;
   TORCH_ARG(double, adversarial_weight) = 1.0;
   TORCH_ARG(double, clean_weight) = 0.0;
   TORCH_ARG(double, ce_weight) = 0.0;
   TORCH_ARG(AttackMode, attack_mode) = AttackMode::Eval;
+};
+
+/// Options together with the attack objective they belong to: what the recipes return. It is a
+/// DistillerOptions, and its setters keep the type, so `recipes::rslad().clean_weight(0.2)` is
+/// still RSLAD's objective; a Distiller built from it takes that objective as its type (CTAD), and
+/// one whose objective differs refuses it at compile time.
+template <typename AttackObjective>
+struct Recipe : DistillerOptions {
+  using Objective = AttackObjective;
+  Recipe() = default;
+  explicit Recipe(const DistillerOptions& options) : DistillerOptions(options) {}
+
+#define ARDENT_RECIPE_SETTER(T, name)         \
+  using DistillerOptions::name;               \
+  Recipe& name(const T& value) {              \
+    DistillerOptions::name(value);            \
+    return *this;                             \
+  }                                           \
+  Recipe& name(T&& value) {                   \
+    DistillerOptions::name(std::move(value)); \
+    return *this;                             \
+  }
+  ARDENT_RECIPE_SETTER(TeacherInput, teacher_input)
+  ARDENT_RECIPE_SETTER(double, adversarial_weight)
+  ARDENT_RECIPE_SETTER(double, clean_weight)
+  ARDENT_RECIPE_SETTER(double, ce_weight)
+  ARDENT_RECIPE_SETTER(AttackMode, attack_mode)
+#undef ARDENT_RECIPE_SETTER
 };
 
 inline void check_options(const DistillerOptions& o) {

@@ -39,8 +39,9 @@ class CE {
     const auto& s = detail::tensor_of(student);
     detail::check_same_shape("ardent::losses::CE", s, detail::tensor_of(teacher));
     const double temperature = options_.temperature();
-    const auto p_teacher = detail::log_probabilities(teacher, temperature).exp();
-    const auto total = -(p_teacher * detail::log_probabilities(student, temperature)).sum();
+    const auto total = soft_cross_entropy(detail::log_probabilities(teacher, temperature),
+                                          detail::log_probabilities(student, temperature))
+                           .sum();
     const double scale = options_.scale_by_temperature_squared() ? temperature * temperature : 1.0;
     return total * (scale / static_cast<double>(s.size(0)));
   }

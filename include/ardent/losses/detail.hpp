@@ -2,6 +2,7 @@
 // Shared pieces of the distribution losses.
 
 #include "ardent/core/check.hpp"
+#include "ardent/core/divergence.hpp"
 #include "ardent/targets/soft_target.hpp"
 
 namespace ardent::losses::detail {

@@ -48,7 +48,7 @@ class KL {
     const double temperature = options_.temperature();
     const auto log_p_teacher = detail::log_probabilities(teacher, temperature);
     const auto log_p_student = detail::log_probabilities(student, temperature);
-    const auto total = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum();
+    const auto total = kl_divergence(log_p_teacher, log_p_student).sum();
     const double count = options_.reduction() == KLReduction::BatchMean ? static_cast<double>(s.size(0))
                                                                          : static_cast<double>(s.numel());
     const double scale = options_.scale_by_temperature_squared() ? temperature * temperature : 1.0;

@@ -25,16 +25,24 @@
 namespace ardent::models {
 
 /// One inverted residual block: expand, depthwise, project.
-class MobileNetV2BlockImpl : public torch::nn::Module {
+class MobileNetV2BlockImpl : public torch::nn::Cloneable<MobileNetV2BlockImpl> {
  public:
-  MobileNetV2BlockImpl(int64_t in_channels, int64_t out_channels, int64_t expansion, int64_t stride) : stride_(stride) {
+  MobileNetV2BlockImpl(int64_t in_channels, int64_t out_channels, int64_t expansion, int64_t stride)
+      : in_channels_(in_channels), out_channels_(out_channels), expansion_(expansion), stride_(stride) {
     TORCH_CHECK(in_channels >= 1 && out_channels >= 1 && expansion >= 1,
                 "ardent::models::MobileNetV2Block: arguments 'in_channels'/'out_channels'/'expansion' are ",
                 in_channels, "/", out_channels, "/", expansion, ", expected at least 1");
     TORCH_CHECK(stride == 1 || stride == 2, "ardent::models::MobileNetV2Block: argument 'stride' is ", stride,
                 ", expected 1 or 2");
+    reset();
+  }
+
+  void reset() override {
     namespace nn = torch::nn;
-    const int64_t hidden = expansion * in_channels;
+    const int64_t in_channels = in_channels_;
+    const int64_t out_channels = out_channels_;
+    const int64_t stride = stride_;
+    const int64_t hidden = expansion_ * in_channels;
     conv1_ = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in_channels, hidden, 1).bias(false)));
     bn1_ = register_module("bn1", nn::BatchNorm2d(hidden));
     conv2_ = register_module(
@@ -43,9 +51,9 @@ class MobileNetV2BlockImpl : public torch::nn::Module {
     conv3_ = register_module("conv3", nn::Conv2d(nn::Conv2dOptions(hidden, out_channels, 1).bias(false)));
     bn3_ = register_module("bn3", nn::BatchNorm2d(out_channels));
     if (stride == 1 && in_channels != out_channels) {
-      shortcut_conv_ = nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1).bias(false));
-      shortcut_bn_ = nn::BatchNorm2d(out_channels);
-      shortcut_ = register_module("shortcut", nn::Sequential(shortcut_conv_, shortcut_bn_));
+      shortcut_ = register_module(
+          "shortcut", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1).bias(false)),
+                                     nn::BatchNorm2d(out_channels)));
     }
   }
 
@@ -53,11 +61,21 @@ class MobileNetV2BlockImpl : public torch::nn::Module {
     auto out = torch::relu(conv_bn(conv1_, bn1_, x));
     out = torch::relu(conv_bn(conv2_, bn2_, out));
     out = conv_bn(conv3_, bn3_, out);
-    if (stride_ == 1) out = out + (shortcut_ ? conv_bn(shortcut_conv_, shortcut_bn_, x) : x);
+    if (stride_ == 1) out = out + (shortcut_ ? shortcut(x) : x);
     return out;
   }
 
  private:
+  // The shortcut's layers, looked up in the Sequential on each call (clone() replaces its contents).
+  torch::Tensor shortcut(const torch::Tensor& x) {
+    torch::nn::Conv2d conv(std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(shortcut_->ptr(0)));
+    torch::nn::BatchNorm2d bn(std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(shortcut_->ptr(1)));
+    return conv_bn(conv, bn, x);
+  }
+
+  int64_t in_channels_;
+  int64_t out_channels_;
+  int64_t expansion_;
   int64_t stride_;
   torch::nn::Conv2d conv1_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr};
@@ -65,9 +83,7 @@ class MobileNetV2BlockImpl : public torch::nn::Module {
   torch::nn::BatchNorm2d bn2_{nullptr};
   torch::nn::Conv2d conv3_{nullptr};
   torch::nn::BatchNorm2d bn3_{nullptr};
-  torch::nn::Sequential shortcut_{nullptr};  // shortcut_conv_ then shortcut_bn_, named as in Python
-  torch::nn::Conv2d shortcut_conv_{nullptr};
-  torch::nn::BatchNorm2d shortcut_bn_{nullptr};
+  torch::nn::Sequential shortcut_{nullptr};  // a 1x1 convolution then BatchNorm, named as in Python
 };
 
 TORCH_MODULE(MobileNetV2Block);
@@ -77,7 +93,7 @@ struct MobileNetV2Options {
   TORCH_ARG(int64_t, num_classes);
 };
 
-class MobileNetV2Impl : public torch::nn::Module {
+class MobileNetV2Impl : public torch::nn::Cloneable<MobileNetV2Impl> {
  public:
   /// (expansion, out_channels, blocks, stride) of each group of blocks.
   static constexpr std::array<std::array<int64_t, 4>, 7> config{
@@ -86,7 +102,12 @@ class MobileNetV2Impl : public torch::nn::Module {
   explicit MobileNetV2Impl(MobileNetV2Options options = {}) : options_(options) {
     TORCH_CHECK(options_.num_classes() >= 2, "ardent::models::MobileNetV2: argument 'num_classes' is ",
                 options_.num_classes(), ", expected at least 2");
+    reset();
+  }
+
+  void reset() override {
     namespace nn = torch::nn;
+    group_ends_.clear();
     conv1_ = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(3, 32, 3).stride(1).padding(1).bias(false)));
     bn1_ = register_module("bn1", nn::BatchNorm2d(32));
     layers_ = register_module("layers", nn::Sequential());

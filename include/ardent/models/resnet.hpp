@@ -23,15 +23,23 @@
 namespace ardent::models {
 
 /// One basic block: two 3x3 convolutions with BatchNorm and a shortcut.
-class ResNetBasicBlockImpl : public torch::nn::Module {
+class ResNetBasicBlockImpl : public torch::nn::Cloneable<ResNetBasicBlockImpl> {
  public:
-  ResNetBasicBlockImpl(int64_t in_channels, int64_t out_channels, int64_t stride) {
+  ResNetBasicBlockImpl(int64_t in_channels, int64_t out_channels, int64_t stride)
+      : in_channels_(in_channels), out_channels_(out_channels), stride_(stride) {
     TORCH_CHECK(in_channels >= 1 && out_channels >= 1,
                 "ardent::models::ResNetBasicBlock: arguments 'in_channels'/'out_channels' are ", in_channels, "/",
                 out_channels, ", expected at least 1");
     TORCH_CHECK(stride >= 1, "ardent::models::ResNetBasicBlock: argument 'stride' is ", stride,
                 ", expected at least 1");
+    reset();
+  }
+
+  void reset() override {
     namespace nn = torch::nn;
+    const int64_t in_channels = in_channels_;
+    const int64_t out_channels = out_channels_;
+    const int64_t stride = stride_;
     conv1_ = register_module(
         "conv1", nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 3).stride(stride).padding(1).bias(false)));
     bn1_ = register_module("bn1", nn::BatchNorm2d(out_channels));
@@ -40,26 +48,35 @@ class ResNetBasicBlockImpl : public torch::nn::Module {
     bn2_ = register_module("bn2", nn::BatchNorm2d(out_channels));
     if (stride != 1 || in_channels != out_channels) {
       // An empty Sequential in Python holds no parameters; only a projection shortcut is registered.
-      shortcut_conv_ = nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1).stride(stride).bias(false));
-      shortcut_bn_ = nn::BatchNorm2d(out_channels);
-      shortcut_ = register_module("shortcut", nn::Sequential(shortcut_conv_, shortcut_bn_));
+      shortcut_ = register_module(
+          "shortcut",
+          nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in_channels, out_channels, 1).stride(stride).bias(false)),
+                         nn::BatchNorm2d(out_channels)));
     }
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
     auto out = torch::relu(conv_bn(conv1_, bn1_, x));
     out = conv_bn(conv2_, bn2_, out);
-    return torch::relu(out + (shortcut_ ? conv_bn(shortcut_conv_, shortcut_bn_, x) : x));
+    return torch::relu(out + (shortcut_ ? shortcut(x) : x));
   }
 
  private:
+  // The shortcut's layers, looked up in the Sequential on each call (clone() replaces its contents).
+  torch::Tensor shortcut(const torch::Tensor& x) {
+    torch::nn::Conv2d conv(std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(shortcut_->ptr(0)));
+    torch::nn::BatchNorm2d bn(std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(shortcut_->ptr(1)));
+    return conv_bn(conv, bn, x);
+  }
+
+  int64_t in_channels_;
+  int64_t out_channels_;
+  int64_t stride_;
   torch::nn::Conv2d conv1_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr};
   torch::nn::Conv2d conv2_{nullptr};
   torch::nn::BatchNorm2d bn2_{nullptr};
-  torch::nn::Sequential shortcut_{nullptr};  // shortcut_conv_ then shortcut_bn_, named as in Python
-  torch::nn::Conv2d shortcut_conv_{nullptr};
-  torch::nn::BatchNorm2d shortcut_bn_{nullptr};
+  torch::nn::Sequential shortcut_{nullptr};  // a 1x1 convolution then BatchNorm, named as in Python
 };
 
 TORCH_MODULE(ResNetBasicBlock);
@@ -69,11 +86,15 @@ struct ResNet18Options {
   TORCH_ARG(int64_t, num_classes);
 };
 
-class ResNet18Impl : public torch::nn::Module {
+class ResNet18Impl : public torch::nn::Cloneable<ResNet18Impl> {
  public:
   explicit ResNet18Impl(ResNet18Options options = {}) : options_(options) {
     TORCH_CHECK(options_.num_classes() >= 2, "ardent::models::ResNet18: argument 'num_classes' is ",
                 options_.num_classes(), ", expected at least 2");
+    reset();
+  }
+
+  void reset() override {
     namespace nn = torch::nn;
     conv1_ = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(3, 64, 3).stride(1).padding(1).bias(false)));
     bn1_ = register_module("bn1", nn::BatchNorm2d(64));

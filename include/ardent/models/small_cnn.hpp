@@ -23,13 +23,18 @@ struct SmallCNNOptions {
   TORCH_ARG(int64_t, width) = 16;
 };
 
-class SmallCNNImpl : public torch::nn::Module {
+class SmallCNNImpl : public torch::nn::Cloneable<SmallCNNImpl> {
  public:
   explicit SmallCNNImpl(SmallCNNOptions options = {}) : options_(options) {
     TORCH_CHECK(options_.num_classes() >= 2, "ardent::models::SmallCNN: argument 'num_classes' is ",
                 options_.num_classes(), ", expected at least 2");
     TORCH_CHECK(options_.width() >= 1, "ardent::models::SmallCNN: argument 'width' is ", options_.width(),
                 ", expected at least 1");
+    reset();
+  }
+
+  /// Builds the layers (Cloneable: clone() calls it on the copy, then copies the parameters).
+  void reset() override {
     const int64_t w = options_.width();
     c1_ = register_module("c1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, w, 3).padding(1)));
     c2_ = register_module("c2", torch::nn::Conv2d(torch::nn::Conv2dOptions(w, 2 * w, 3).padding(1)));

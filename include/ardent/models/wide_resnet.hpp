@@ -32,17 +32,28 @@
 namespace ardent::models {
 
 /// One pre-activation wide basic block.
-class WideBasicBlockImpl : public torch::nn::Module {
+class WideBasicBlockImpl : public torch::nn::Cloneable<WideBasicBlockImpl> {
  public:
   WideBasicBlockImpl(int64_t in_channels, int64_t out_channels, int64_t stride, double dropout = 0.0)
-      : equal_in_out_(in_channels == out_channels), dropout_(dropout) {
+      : in_channels_(in_channels),
+        out_channels_(out_channels),
+        stride_(stride),
+        equal_in_out_(in_channels == out_channels),
+        dropout_(dropout) {
     TORCH_CHECK(in_channels >= 1 && out_channels >= 1,
                 "ardent::models::WideBasicBlock: arguments 'in_channels'/'out_channels' are ", in_channels, "/",
                 out_channels, ", expected at least 1");
     TORCH_CHECK(stride >= 1, "ardent::models::WideBasicBlock: argument 'stride' is ", stride, ", expected at least 1");
     TORCH_CHECK(dropout >= 0.0 && dropout < 1.0, "ardent::models::WideBasicBlock: argument 'dropout' is ", dropout,
                 ", expected a probability in [0, 1)");
+    reset();
+  }
+
+  void reset() override {
     namespace nn = torch::nn;
+    const int64_t in_channels = in_channels_;
+    const int64_t out_channels = out_channels_;
+    const int64_t stride = stride_;
     bn1_ = register_module("bn1", nn::BatchNorm2d(in_channels));
     relu1_ = register_module("relu1", nn::ReLU());
     conv1_ = register_module(
@@ -66,6 +77,9 @@ class WideBasicBlockImpl : public torch::nn::Module {
   }
 
  private:
+  int64_t in_channels_;
+  int64_t out_channels_;
+  int64_t stride_;
   bool equal_in_out_;
   double dropout_;
   torch::nn::BatchNorm2d bn1_{nullptr};
@@ -80,20 +94,30 @@ class WideBasicBlockImpl : public torch::nn::Module {
 TORCH_MODULE(WideBasicBlock);
 
 /// A group of blocks at one width (the Python NetworkBlock): its blocks live in `layer`.
-class WideResNetGroupImpl : public torch::nn::Module {
+class WideResNetGroupImpl : public torch::nn::Cloneable<WideResNetGroupImpl> {
  public:
-  WideResNetGroupImpl(int64_t blocks, int64_t in_channels, int64_t out_channels, int64_t stride, double dropout) {
+  WideResNetGroupImpl(int64_t blocks, int64_t in_channels, int64_t out_channels, int64_t stride, double dropout)
+      : blocks_(blocks), in_channels_(in_channels), out_channels_(out_channels), stride_(stride), dropout_(dropout) {
     TORCH_CHECK(blocks >= 1, "ardent::models::WideResNetGroup: argument 'blocks' is ", blocks, ", expected at least 1");
+    reset();
+  }
+
+  void reset() override {
     layer_ = register_module("layer", torch::nn::Sequential());
-    for (int64_t i = 0; i < blocks; ++i) {
+    for (int64_t i = 0; i < blocks_; ++i) {
       layer_->push_back(
-          WideBasicBlock(i == 0 ? in_channels : out_channels, out_channels, i == 0 ? stride : 1, dropout));
+          WideBasicBlock(i == 0 ? in_channels_ : out_channels_, out_channels_, i == 0 ? stride_ : 1, dropout_));
     }
   }
 
   torch::Tensor forward(const torch::Tensor& x) { return layer_->forward(x); }
 
  private:
+  int64_t blocks_;
+  int64_t in_channels_;
+  int64_t out_channels_;
+  int64_t stride_;
+  double dropout_;
   torch::nn::Sequential layer_{nullptr};
 };
 
@@ -113,7 +137,7 @@ struct WideResNetOptions {
   TORCH_ARG(bool, sub_block1) = false;
 };
 
-class WideResNetImpl : public torch::nn::Module {
+class WideResNetImpl : public torch::nn::Cloneable<WideResNetImpl> {
  public:
   explicit WideResNetImpl(WideResNetOptions options = {}) : options_(options) {
     const char* fn = "ardent::models::WideResNet";
@@ -125,6 +149,10 @@ class WideResNetImpl : public torch::nn::Module {
                 ", expected at least 2");
     TORCH_CHECK(options_.dropout() >= 0.0 && options_.dropout() < 1.0, fn, ": argument 'dropout' is ",
                 options_.dropout(), ", expected a probability in [0, 1)");
+    reset();
+  }
+
+  void reset() override {
     namespace nn = torch::nn;
     const int64_t n = (options_.depth() - 4) / 6;
     const int64_t k = options_.widen_factor();

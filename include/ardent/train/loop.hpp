@@ -58,9 +58,13 @@ struct BatchEndOnly {
 /// One entry per epoch: its number, mean training loss, seconds, and the evaluation's values.
 using History = std::vector<std::map<std::string, double>>;
 
-template <typename Trainer>
+/// `callbacks`: user callbacks as for ardent::fit (ardent/distill/fit.hpp), seeing the real epoch
+/// numbers. One that returns true from on_epoch_end stops the loop after that epoch's metrics and
+/// checkpoint; from on_epoch_begin or on_batch_end, before the epoch is recorded.
+template <typename Trainer, typename... Callbacks>
 History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::optim::Optimizer& optimizer,
-                   std::map<std::string, std::shared_ptr<torch::nn::Module>> modules, const LoopOptions& options) {
+                   std::map<std::string, std::shared_ptr<torch::nn::Module>> modules, const LoopOptions& options,
+                   Callbacks&&... callbacks) {
   const auto& group = options.group != nullptr ? *options.group : distributed::world();
   if (group.size() > 1) batches.set_shard(group.rank(), group.size());
   Checkpoint checkpoint{0, std::move(modules), &optimizer, options.run_options, {}};
@@ -99,11 +103,13 @@ History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::opti
       // fit() runs one epoch, numbered 0; the progress report gets the real number.
       Progress progress(batches.batches_per_epoch(), options.epochs, options.progress_every);
       progress.on_epoch_begin(trainer, epoch);
-      summary = fit(trainer, batches, optimizer, 1, detail::BatchEndOnly<Progress>{progress});
-      progress.on_epoch_end(trainer, epoch, summary.epochs.back());
+      summary = fit(trainer, batches, optimizer, Epochs{epoch, epoch + 1}, detail::BatchEndOnly<Progress>{progress},
+                    callbacks...);
+      if (!summary.epochs.empty()) progress.on_epoch_end(trainer, epoch, summary.epochs.back());
     } else {
-      summary = fit(trainer, batches, optimizer, 1);
+      summary = fit(trainer, batches, optimizer, Epochs{epoch, epoch + 1}, callbacks...);
     }
+    if (summary.epochs_completed == 0) break;  // a callback stopped inside the epoch: nothing to record
     std::map<std::string, double> row{
         {"epoch", static_cast<double>(epoch + 1)},
         {"train_loss", distributed::mean_over_ranks(group, summary.epochs.back().mean_loss, summary.epochs.back().samples)},
@@ -114,6 +120,7 @@ History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::opti
     if (log) checkpoint.metrics += log->row(row);
     if (!options.checkpoint.empty() && group.is_main()) save_checkpoint(checkpoint, options.checkpoint);
     if (log) log->append(row);  // after the checkpoint, which holds the row too
+    if (summary.stopped_early) break;
   }
   return history;
 }

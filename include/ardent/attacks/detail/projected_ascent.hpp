@@ -27,13 +27,13 @@ torch::Tensor projected_ascent(M& model, const torch::Tensor& x, torch::Tensor x
     const auto lower = (x - s.epsilon).clamp_min_(s.clip_min);
     const auto upper = (x + s.epsilon).clamp_max_(s.clip_max);
     for (int64_t step = 0; step < s.steps; ++step) {
-      auto gradient = loss_and_gradient(model, x_adv, objective).gradient;
+      auto gradient = loss_and_gradient(model, x_adv, objective, /*check=*/step == 0).gradient;
       x_adv = torch::add(x_adv, gradient.sign_(), s.step_size).clamp_(lower, upper);
     }
     return x_adv;
   }
   for (int64_t step = 0; step < s.steps; ++step) {
-    const auto gradient = loss_and_gradient(model, x_adv, objective).gradient;
+    const auto gradient = loss_and_gradient(model, x_adv, objective, /*check=*/step == 0).gradient;
     x_adv = project(s.norm, x_adv + s.step_size * ascent_direction(s.norm, gradient), x, s.epsilon, s.clip_min,
                     s.clip_max);
   }

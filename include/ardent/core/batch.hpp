@@ -1,0 +1,33 @@
+#pragma once
+// One batch from a data loader as (inputs, labels): ardent::fit and ardent::evaluate take loaders
+// that yield torch::data::Example<> (stacked), std::vector<Example<>> (torch's default collation,
+// stacked here) or std::pair<Tensor, Tensor>.
+
+#include <torch/torch.h>
+
+#include <utility>
+#include <vector>
+
+namespace ardent {
+
+inline std::pair<torch::Tensor, torch::Tensor> unpack_batch(const torch::data::Example<>& example) {
+  return {example.data, example.target};
+}
+
+inline std::pair<torch::Tensor, torch::Tensor> unpack_batch(const std::vector<torch::data::Example<>>& examples) {
+  std::vector<torch::Tensor> data;
+  std::vector<torch::Tensor> targets;
+  data.reserve(examples.size());
+  targets.reserve(examples.size());
+  for (const auto& e : examples) {
+    data.push_back(e.data);
+    targets.push_back(e.target);
+  }
+  return {torch::stack(data), torch::stack(targets)};
+}
+
+inline std::pair<torch::Tensor, torch::Tensor> unpack_batch(const std::pair<torch::Tensor, torch::Tensor>& batch) {
+  return batch;
+}
+
+}  // namespace ardent

@@ -1,0 +1,15 @@
+// RSLAD's recipe given to a Distiller whose attack objective is the default (ARD's).
+// clang-format off
+// expect: ardent::Distiller: the recipe was written for another attack objective than the Distiller's last template parameter
+// clang-format on
+#include <ardent/distill/distiller.hpp>
+#include <ardent/distill/recipes.hpp>
+#include <ardent/models/small_cnn.hpp>
+
+using Model = ardent::models::SmallCNN;
+
+void ardent_compile_check() {
+  ardent::Distiller<Model, Model, ardent::attacks::PGD, ardent::losses::KL, ardent::targets::Logits> mismatched(
+      Model(), Model(), ardent::attacks::PGD(0.1), ardent::losses::KL(), ardent::targets::Logits{},
+      ardent::recipes::rslad());
+}
