@@ -49,10 +49,30 @@ int run(Teacher teacher, Student student, const std::vector<int64_t>& shape, con
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double share = (parallel.wait_seconds() - waited) / seconds;
   const double mean_share = ardent::distributed::mean_over_ranks(world, share, 1);
+  // The all-reduce alone: the student's gradient size, in the same buckets, without backward.
+  double allreduce_seconds = 0;
+  if (world.size() > 1) {
+    std::vector<torch::Tensor> buckets;
+    for (const auto size : parallel.bucket_sizes()) buckets.push_back(torch::ones({size}));
+    constexpr int repeats = 5;
+    world.barrier();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < repeats; ++i) {
+      std::vector<c10::intrusive_ptr<c10d::Work>> works;
+      for (auto& b : buckets) works.push_back(world.all_reduce_async(b));
+      for (auto& w : works) world.wait(w, "benchmark all_reduce");
+    }
+    allreduce_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / repeats;
+  }
+  int64_t parameter_count = 0;
+  for (const auto& p : student->parameters()) parameter_count += p.numel();
   if (world.is_main()) {
-    fmt::print("model={} processes={} threads={} global_batch={} steps={} images_per_s={:.2f} allreduce_wait_share={:.4f}\n",
-               name, world.size(), torch::get_num_threads(), batch, steps,
-               static_cast<double>(batch * steps) / seconds, mean_share);
+    const double step = seconds / static_cast<double>(steps);
+    fmt::print("model={} processes={} threads={} global_batch={} steps={} parameters={} images_per_s={:.2f} "
+               "step_s={:.3f} allreduce_s={:.4f} allreduce_share={:.4f} allreduce_wait_share={:.4f}\n",
+               name, world.size(), torch::get_num_threads(), batch, steps, parameter_count,
+               static_cast<double>(batch * steps) / seconds, step, allreduce_seconds, allreduce_seconds / step,
+               mean_share);
   }
   return 0;
 }

@@ -21,17 +21,17 @@ measure() {  # model global_batch steps config -> images/s and all-reduce share
                  --steps "$steps" --threads 1)" ;;
   esac
   echo "$line" >&2
-  echo "$line" | sed -E 's/.*images_per_s=([0-9.]+) allreduce_wait_share=([0-9.]+).*/\1 \2/'
+  echo "$line" | sed -E 's/.*images_per_s=([0-9.]+) .*allreduce_share=([0-9.]+) allreduce_wait_share=([0-9.]+).*/\1 \2 \3/'
 }
 
-echo "| student | global batch | 1 process x 1 thread | 1 process x 2 threads | 2 processes x 1 thread | 2x1 / 1x1 | all-reduce wait (2x1) |"
+echo "| student | global batch | 1 process x 1 thread | 1 process x 2 threads | 2 processes x 1 thread | 2x1 / 1x1 | all-reduce share of a 2x1 step |"
 echo "|---|---|---|---|---|---|---|"
 for spec in "small_cnn 64 20" "mobilenet_v2 32 4"; do
   read -r model batch steps <<< "$spec"
   read -r one _ < <(measure "$model" "$batch" "$steps" 1x1)
   read -r two_threads _ < <(measure "$model" "$batch" "$steps" 1x2)
-  read -r two_procs share < <(measure "$model" "$batch" "$steps" 2x1)
+  read -r two_procs share hidden < <(measure "$model" "$batch" "$steps" 2x1)
   ratio="$(awk -v a="$two_procs" -v b="$one" 'BEGIN { printf "%.2f", a / b }')"
-  pct="$(awk -v s="$share" 'BEGIN { printf "%.1f%%", 100 * s }')"
-  echo "| $model | $batch | $one img/s | $two_threads img/s | $two_procs img/s | ${ratio}x | $pct of the step |"
+  pct="$(awk -v s="$share" -v w="$hidden" 'BEGIN { printf "%.1f%% (%.1f%% not hidden)", 100 * s, 100 * w }')"
+  echo "| $model | $batch | $one img/s | $two_threads img/s | $two_procs img/s | ${ratio}x | $pct |"
 done

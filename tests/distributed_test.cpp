@@ -1,6 +1,9 @@
 // ardent::distributed within one process: the environment's checks, shard arithmetic, and the
 // one-process world in which DataParallel and the reductions change nothing. The multi-process
 // behaviour is tested by tests/distributed/run.sh (ctest: distributed.*).
+// LibTorch first (as the precompiled header does): its glog defines CHECK, which Catch's must replace.
+#include <torch/torch.h>
+
 #include "catch.hpp"
 
 #include <ardent/data/batches.hpp>
@@ -131,7 +134,7 @@ TEST_CASE("distributed: the one-process world leaves gradients and values untouc
   model->forward(x).sum().backward();
   const auto expected = x.sum(0).expand({2, 3});
   CHECK(torch::allclose(model->weight.grad(), expected));
-  CHECK(ardent::distributed::sum_counts(alone, {3, 4}) == std::vector<int64_t>{3, 4});
+  CHECK((ardent::distributed::sum_counts(alone, {3, 4}) == std::vector<int64_t>{3, 4}));
   CHECK(ardent::distributed::mean_over_ranks(alone, 0.5, 10) == 0.5);
   ardent::EvalReport report;
   report.samples = 10;
