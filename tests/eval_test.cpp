@@ -519,3 +519,77 @@ TEST_CASE("the RobustBench entry has the fields of RobustBench's model entries",
   CHECK_THAT(j["footnote"].get<std::string>(), ContainsSubstring("not AutoAttack standard"));
   CHECK(report.robustbench_json(RobustBenchMetadata(metadata).eps("0.1"))["eps"] == "0.1");
 }
+
+TEST_CASE("the AutoAttack versions hold the reference code's attacks in its order", "[eval]") {
+  const auto standard = eval::autoattack(8.0 / 255);
+  REQUIRE(standard.size() == 4);
+  CHECK(standard[0].attack.settings()["loss"] == "CE");
+  CHECK(standard[1].attack.settings()["loss"] == "TargetedDLR");
+  CHECK(standard[1].attack.settings()["n_target_classes"] == 9);
+  const auto* fab = standard[2].attack.target<attacks::FAB>();
+  REQUIRE(fab != nullptr);
+  CHECK(fab->options().targeted());
+  CHECK(fab->options().target_classes() == 9);
+  CHECK(fab->options().steps() == 100);
+  const auto* square = standard[3].attack.target<attacks::Square>();
+  REQUIRE(square != nullptr);
+  CHECK(square->options().queries() == 5000);
+  CHECK(square->options().p_init() == 0.8);
+  CHECK_FALSE(square->options().rescale_schedule());
+  CHECK(standard[3].attack.settings()["gradient_free"] == true);
+  CHECK(eval::autoattack(0.5, Norm::L2)[2].attack.target<attacks::FAB>()->options().norm() == Norm::L2);
+
+  const auto plus = eval::autoattack_plus(8.0 / 255);
+  REQUIRE(plus.size() == 6);
+  CHECK(plus[0].attack.settings()["restarts"] == 5);
+  CHECK(plus[1].attack.settings()["loss"] == "DLR");
+  CHECK_FALSE(plus[2].attack.target<attacks::FAB>()->options().targeted());
+  CHECK(plus[2].attack.target<attacks::FAB>()->options().restarts() == 5);
+  CHECK(plus[3].attack.target<attacks::Square>() != nullptr);
+  CHECK(plus[4].attack.settings()["loss"] == "TargetedDLR");
+  CHECK(plus[5].attack.target<attacks::FAB>()->options().targeted());
+
+  const auto quick = eval::autoattack_quick(8.0 / 255);
+  REQUIRE(quick.size() == 4);
+  for (const auto& p : quick) CHECK_THAT(p.name, ContainsSubstring("quick"));
+  CHECK(quick[1].attack.settings()["n_target_classes"] == 3);
+  CHECK(quick[3].attack.target<attacks::Square>()->options().queries() < 5000);
+  CHECK(eval::square(0.1, 300).attack.target<attacks::Square>()->options().queries() == 300);
+  CHECK(eval::fab_t(0.1).attack.target<attacks::FAB>()->options().target_classes() == 9);
+}
+
+TEST_CASE("autoattack(eps): the worst case is at most each attack alone; masking is flagged", "[eval][autoattack]") {
+  // Inputs as 1x4x8 images (Square needs [B, C, H, W]); the linear model flattens them.
+  constexpr int64_t d = 32;
+  const auto images = [](const torch::Tensor& flat) { return flat.reshape({-1, 1, 4, 8}); };
+
+  SECTION("a normal (linear) model: no warning") {
+    LinearNet normal(d, 10, 3);
+    auto [x, y] = own_labels(normal, 24, d);
+    const auto report = evaluate(normal, images(x), y, eval::autoattack(0.05));
+    REQUIRE(report.attacks.size() == 4);
+    CHECK_THAT(report.attacks[2].name, ContainsSubstring("FAB-T"));
+    CHECK_THAT(report.attacks[3].name, ContainsSubstring("Square"));
+    for (const auto& a : report.attacks) {
+      INFO(a.name);
+      CHECK(report.worst_case_accuracy <= *a.robust_accuracy);
+      CHECK(*a.robust_accuracy <= report.clean_accuracy);
+    }
+    for (std::size_t k = 1; k < 4; ++k) {
+      CHECK(report.attacks[k].worst_case_accuracy <= report.attacks[k - 1].worst_case_accuracy);
+    }
+    CHECK(report.is_autoattack_standard());
+    CHECK(report.robustbench_json(RobustBenchMetadata().eps("0.05"))["footnote"].is_null());
+    CHECK(report.warnings.empty());
+  }
+  SECTION("a masked model (a step function of the input: zero gradient, not robust)") {
+    StepNet step(d, 10, 3);
+    auto [x, y] = own_labels(step, 24, d);
+    const auto report = evaluate(step, images(x), y, eval::autoattack(0.3));
+    CHECK(has_warning(report, "gradient_masking"));
+    CHECK(has_warning(report, "zero_gradients"));
+    CHECK(report.attacks[3].worst_case_accuracy < report.attacks[2].worst_case_accuracy);
+    for (const auto& a : report.attacks) CHECK(report.worst_case_accuracy <= *a.robust_accuracy);
+    CHECK_THAT(report.table(), ContainsSubstring("[gradient_masking]"));
+  }
+}

@@ -22,6 +22,7 @@
 #include "ardent/core/attack.hpp"
 #include "ardent/core/check.hpp"
 #include "ardent/core/mode_guard.hpp"
+#include "ardent/eval/autoattack.hpp"
 #include "ardent/eval/checks.hpp"
 #include "ardent/eval/named_attack.hpp"
 #include "ardent/eval/presets.hpp"
@@ -291,10 +292,12 @@ class Evaluation {
       return;
     }
     const std::string where = p.attack.empty() ? "" : fmt::format(" (batch {}: {} done)", p.batches + 1, p.attack);
+    const std::string accuracy = p.samples > 0 ? fmt::format(", clean {:.2f}%, worst case {:.2f}%", 100 * p.clean_accuracy,
+                                                             100 * p.worst_case_accuracy)
+                                               : "";
     const std::string eta = p.eta_seconds >= 0 ? fmt::format(", about {:.0f} s left", p.eta_seconds) : "";
-    fmt::print(stderr, "ardent::evaluate: {}{} samples{}, clean {:.2f}%, worst case {:.2f}%, {:.0f} s{}\n", p.samples,
-               p.total >= 0 ? fmt::format("/{}", p.total) : "", where, 100 * p.clean_accuracy,
-               100 * p.worst_case_accuracy, p.seconds, eta);
+    fmt::print(stderr, "ardent::evaluate: {}{} samples done{}{}, {:.0f} s{}\n", p.samples,
+               p.total >= 0 ? fmt::format("/{}", p.total) : "", where, accuracy, p.seconds, eta);
   }
 
   M& model_;
