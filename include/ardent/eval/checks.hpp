@@ -153,10 +153,10 @@ inline std::optional<EvalWarning> gradient_masking(int64_t broken, int64_t sampl
   return EvalWarning{
       "gradient_masking",
       fmt::format("the gradient-free attacks ({}) broke {} points ({:.2f}% of all) that every gradient attack "
-                  "failed on: a sign of gradient masking (the gradients mislead the attacks; the model is less robust than "
-                  "they say). Report the worst case over all attacks, never a gradient attack's number alone, and "
-                  "look for the cause (see the zero_gradients and probabilities checks); evaluate with more Square "
-                  "queries (eval::square(eps, 10000)) to see how far the accuracy falls.",
+                  "failed on: a sign of gradient masking (the gradients mislead the attacks; the model is less "
+                  "robust than they say). Report the worst case over all attacks, never a gradient attack's "
+                  "number alone, and look for the cause (see the zero_gradients and probabilities checks); "
+                  "evaluate with more Square queries (eval::square(eps, 10000)) to see how far the accuracy falls.",
                   fmt::join(free_attacks, ", "), broken, 100.0 * static_cast<double>(broken) /
                   static_cast<double>(samples))};
 }

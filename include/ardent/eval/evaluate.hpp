@@ -292,9 +292,10 @@ class Evaluation {
       return;
     }
     const std::string where = p.attack.empty() ? "" : fmt::format(" (batch {}: {} done)", p.batches + 1, p.attack);
-    const std::string accuracy = p.samples > 0 ? fmt::format(", clean {:.2f}%, worst case {:.2f}%", 100 * p.clean_accuracy,
-                                                             100 * p.worst_case_accuracy)
-                                               : "";
+    const std::string accuracy =
+        p.samples > 0
+            ? fmt::format(", clean {:.2f}%, worst case {:.2f}%", 100 * p.clean_accuracy, 100 * p.worst_case_accuracy)
+            : "";
     const std::string eta = p.eta_seconds >= 0 ? fmt::format(", about {:.0f} s left", p.eta_seconds) : "";
     fmt::print(stderr, "ardent::evaluate: {}{} samples done{}{}, {:.0f} s{}\n", p.samples,
                p.total >= 0 ? fmt::format("/{}", p.total) : "", where, accuracy, p.seconds, eta);
