@@ -1,16 +1,18 @@
 // evaluate: clean and robust accuracy of a classifier under a suite of strong attacks, with the
 // worst case over the suite (the AutoAttack protocol: each attack runs on the points every earlier
-// one failed on). See docs/evaluation.md.
+// one failed on) and the protocol's sanity checks. See docs/evaluation.md.
 //
-//   evaluate --model model.pt --suite autoattack-lite --epsilon 0.1            Fashion-MNIST, TorchScript
-//   evaluate --checkpoint small_cnn.pt --suite all --limit 1000 --json r.json  a SmallCNN saved with torch::save
+//   evaluate --model model.pt --epsilon 0.1                         AutoAttack standard, Fashion-MNIST
+//   evaluate --checkpoint small_cnn.pt --suite autoattack-quick --limit 1000 --json r.json
 //   evaluate --model cifar.pt --dataset cifar10 --data cifar-10-batches-bin --epsilon 0.0314
+//            --robustbench entry.json --architecture WideResNet-28-10
 //
 // Run `evaluate --help` for every option.
 #include "common.hpp"
 
 #include <ardent/ardent.hpp>
 #include <ardent/data/cifar.hpp>
+#include <ardent/eval/autoattack.hpp>
 #include <ardent/eval/evaluate.hpp>
 
 #include <fmt/format.h>
@@ -25,14 +27,21 @@ struct Settings {
   std::string checkpoint_path;
   std::string dataset = "fashion-mnist";
   std::string data_dir;
-  std::string suite = "autoattack-lite";
+  std::string suite = "autoattack";
+  std::string norm = "linf";
   std::string json_path;
+  std::string robustbench_path;
+  std::string architecture;
+  std::string name;
   int width = 16;
   double epsilon = 0.1;
   int steps = 0;
+  int64_t queries = 5000;
   int64_t limit = 0;
   int64_t batch_size = 256;
   int64_t progress_every = 0;
+  double progress_seconds = 30;
+  bool protocol_only = false;
   int threads = examples::default_threads();
   uint64_t seed = 0;
 };
@@ -40,35 +49,60 @@ struct Settings {
 std::vector<ardent::eval::Preset> make_suite(const Settings& s) {
   namespace ev = ardent::eval;
   const double eps = s.epsilon;
+  const auto norm = s.norm == "l2" ? ardent::Norm::L2 : ardent::Norm::Linf;
   const int64_t pgd_steps = s.steps > 0 ? s.steps : 20;
-  const int64_t apgd_steps = s.steps > 0 ? s.steps : 100;
-  if (s.suite == "pgd") return {ev::pgd(eps, pgd_steps)};
+  const int64_t steps = s.steps > 0 ? s.steps : 100;
+  const auto standard = [&] {
+    return std::vector<ev::Preset>{ev::apgd_ce(eps, steps, norm), ev::apgd_t(eps, steps, norm),
+                                   ev::fab_t(eps, steps, norm), ev::square(eps, s.queries, norm)};
+  };
+  if (s.suite == "pgd") return {ev::pgd(eps, pgd_steps, norm)};
   if (s.suite == "cw-linf") return {ev::cw_linf(eps, pgd_steps)};
-  if (s.suite == "apgd-ce") return {ev::apgd_ce(eps, apgd_steps)};
-  if (s.suite == "apgd-t") return {ev::apgd_t(eps, apgd_steps)};
-  if (s.suite == "autoattack-lite") return ev::autoattack_lite(eps, ardent::Norm::Linf, apgd_steps);
+  if (s.suite == "apgd-ce") return {ev::apgd_ce(eps, steps, norm)};
+  if (s.suite == "apgd-t") return {ev::apgd_t(eps, steps, norm)};
+  if (s.suite == "fab-t") return {ev::fab_t(eps, steps, norm)};
+  if (s.suite == "square") return {ev::square(eps, s.queries, norm)};
+  if (s.suite == "autoattack") {
+    return s.steps == 0 && s.queries == 5000 ? ev::autoattack(eps, norm) : standard();
+  }
+  if (s.suite == "autoattack-plus") return ev::autoattack_plus(eps, norm);
+  if (s.suite == "autoattack-rand") return ev::autoattack_rand(eps, norm);
+  if (s.suite == "autoattack-quick") return ev::autoattack_quick(eps, norm);
+  if (s.suite == "autoattack-lite") return ev::autoattack_lite(eps, norm, steps);
   // all: the weaker attacks first, so the stronger ones run only on what is left.
-  return {ev::pgd(eps, pgd_steps), ev::cw_linf(eps, pgd_steps), ev::apgd_ce(eps, apgd_steps),
-          ev::apgd_t(eps, apgd_steps)};
+  auto all = std::vector<ev::Preset>{ev::pgd(eps, pgd_steps, norm)};
+  if (norm == ardent::Norm::Linf) all.push_back(ev::cw_linf(eps, pgd_steps));
+  for (auto& p : standard()) all.push_back(std::move(p));
+  return all;
 }
 
 template <ardent::Model M>
 int run(M& model, const torch::Tensor& x, const torch::Tensor& y, const Settings& s) {
   const auto suite = make_suite(s);
-  fmt::print("{} test images, suite '{}' ({} attacks), Linf epsilon {}\n\n", x.size(0), s.suite, suite.size(),
-             s.epsilon);
+  fmt::print("{} test images, suite '{}' ({} attacks), {} epsilon {}\n\n", x.size(0), s.suite, suite.size(),
+             s.norm == "l2" ? "L2" : "Linf", s.epsilon);
   std::fflush(stdout);
   // Under scripts/launch.sh each rank evaluates its shard and the counts are summed.
   const auto& world = ardent::distributed::world();
   const auto report = ardent::distributed::reduce_report(
       world, ardent::evaluate(model, ardent::distributed::shard(x, world), ardent::distributed::shard(y, world), suite,
-                              ardent::EvalOptions().batch_size(s.batch_size).progress_every(
-                                  world.is_main() ? s.progress_every : 0)));
+                              ardent::EvalOptions()
+                                  .batch_size(s.batch_size)
+                                  .individual(!s.protocol_only)
+                                  .progress_every(world.is_main() ? s.progress_every : 0)
+                                  .progress_seconds(world.is_main() ? s.progress_seconds : 0)));
   if (!world.is_main()) return 0;
   fmt::print("{}", report);
   if (!s.json_path.empty()) {
     report.write_json(s.json_path);
     fmt::print("report written to {}\n", s.json_path);
+  }
+  if (!s.robustbench_path.empty()) {
+    report.write_robustbench_json(s.robustbench_path, ardent::RobustBenchMetadata()
+                                                          .name(s.name)
+                                                          .architecture(s.architecture)
+                                                          .dataset(s.dataset));
+    fmt::print("RobustBench entry written to {}\n", s.robustbench_path);
   }
   return 0;
 }
@@ -77,7 +111,7 @@ int run(M& model, const torch::Tensor& x, const torch::Tensor& y, const Settings
 
 int main(int argc, char** argv) {
   Settings s;
-  CLI::App app{"Robust accuracy of a classifier under CW-Linf, PGD, APGD-CE and APGD-T (AutoAttack protocol)"};
+  CLI::App app{"Robust accuracy of a classifier under AutoAttack (APGD-CE, APGD-T, FAB-T, Square) and other attacks"};
   auto* model_opt =
       app.add_option("--model", s.model_path, "TorchScript classifier (inputs in [0, 1])")->check(CLI::ExistingFile);
   auto* checkpoint_opt = app.add_option("--checkpoint", s.checkpoint_path,
@@ -94,13 +128,24 @@ int main(int argc, char** argv) {
                  "Directory of the data files (default for fashion-mnist: " +
                      ardent::data::kFashionMNISTDirectory.string() + ")")
       ->check(CLI::ExistingDirectory);
-  app.add_option("--suite", s.suite, "pgd, cw-linf, apgd-ce, apgd-t, autoattack-lite or all")
-      ->check(CLI::IsMember({"pgd", "cw-linf", "apgd-ce", "apgd-t", "autoattack-lite", "all"}))
+  app.add_option("--suite", s.suite,
+                 "autoattack (standard), autoattack-plus, autoattack-rand, autoattack-quick (development only), "
+                 "autoattack-lite, pgd, cw-linf, apgd-ce, apgd-t, fab-t, square, or all (PGD, CW-Linf, then standard)")
+      ->check(CLI::IsMember({"autoattack", "autoattack-plus", "autoattack-rand", "autoattack-quick", "autoattack-lite",
+                             "pgd", "cw-linf", "apgd-ce", "apgd-t", "fab-t", "square", "all"}))
       ->capture_default_str();
-  app.add_option("--epsilon", s.epsilon, "Linf radius")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  app.add_option("--steps", s.steps, "Steps per attack (0: 20 for PGD and CW-Linf, 100 for APGD)")
+  app.add_option("--norm", s.norm, "Threat model: linf or l2")
+      ->check(CLI::IsMember({"linf", "l2"}))
+      ->capture_default_str();
+  app.add_option("--epsilon", s.epsilon, "Radius of the ball")->check(CLI::Range(0.0, 1000.0))->capture_default_str();
+  app.add_option("--steps", s.steps, "Steps per attack (0: 20 for PGD and CW-Linf, 100 for APGD and FAB)")
       ->check(CLI::Range(0, 100000))
       ->capture_default_str();
+  app.add_option("--queries", s.queries, "Square's queries (AutoAttack: 5000)")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  app.add_flag("--protocol-only", s.protocol_only,
+               "Run each attack only on the points the earlier ones left (no 'alone' column; about half the time)");
   app.add_option("--limit", s.limit, "Evaluate only the first N test images (0: all)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -108,7 +153,14 @@ int main(int argc, char** argv) {
   app.add_option("--progress", s.progress_every, "Print progress to stderr every N batches (0: never)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--progress-seconds", s.progress_seconds,
+                 "Print progress with the time left to stderr at most every S seconds (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--json", s.json_path, "Write the report as JSON to this file");
+  app.add_option("--robustbench", s.robustbench_path, "Write a RobustBench model entry (JSON) to this file");
+  app.add_option("--architecture", s.architecture, "Architecture, for the RobustBench entry");
+  app.add_option("--name", s.name, "Model name, for the RobustBench entry");
   app.add_option("--threads", s.threads, "LibTorch threads (default: all cores)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();

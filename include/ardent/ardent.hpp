@@ -18,11 +18,13 @@
 #include "ardent/attacks/bim.hpp"
 #include "ardent/attacks/cw.hpp"
 #include "ardent/attacks/cw_linf.hpp"
+#include "ardent/attacks/fab.hpp"
 #include "ardent/attacks/fgsm.hpp"
 #include "ardent/attacks/kit.hpp"
 #include "ardent/attacks/mifgsm.hpp"
 #include "ardent/attacks/none.hpp"
 #include "ardent/attacks/pgd.hpp"
+#include "ardent/attacks/square.hpp"
 
 #include "ardent/losses/ce.hpp"
 #include "ardent/losses/distill_loss.hpp"

@@ -45,6 +45,9 @@ struct APGDOptions {
   TORCH_ARG(double, rho) = 0.75;
   /// Weight alpha of the new step against the previous one.
   TORCH_ARG(double, momentum) = 0.75;
+  /// Expectation over transformation (Athalye et al., ICML 2018) for randomised models: the loss
+  /// and gradient at each iterate are the means over this many forward and backward passes.
+  TORCH_ARG(int64_t, eot_samples) = 1;
   TORCH_ARG(double, clip_min) = 0.0;
   TORCH_ARG(double, clip_max) = 1.0;
   TORCH_ARG(bool, eval_mode) = true;
@@ -102,8 +105,25 @@ APGDRun apgd_run(M& model, const torch::Tensor& clean, const O& objective, const
   torch::Tensor logits;
   const RecordingObjective<O> recording{objective, logits};
 
+  // With eot_samples = n > 1: the mean loss and gradient of n passes; success is judged on the
+  // logits of the last one.
+  // `check`: validate the objective's output (the first call only; the inner loop runs unchecked).
+  const auto loss_and_gradient_ = [&](const torch::Tensor& point, bool check) {
+    auto result = loss_and_gradient(model, point, recording, check);
+    for (int64_t s = 1; s < o.eot_samples(); ++s) {
+      const auto more = loss_and_gradient(model, point, recording, /*check=*/false);
+      result.loss += more.loss;
+      result.gradient += more.gradient;
+    }
+    if (o.eot_samples() > 1) {
+      result.loss /= static_cast<double>(o.eot_samples());
+      result.gradient /= static_cast<double>(o.eot_samples());
+    }
+    return result;
+  };
+
   auto x_adv = random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max());
-  auto [loss, gradient] = loss_and_gradient(model, x_adv, recording, /*check=*/true);
+  auto [loss, gradient] = loss_and_gradient_(x_adv, /*check=*/true);
   auto found = success(logits.detach());
   auto x_found = x_adv.clone();
   auto x_best = x_adv.clone();
@@ -124,7 +144,7 @@ APGDRun apgd_run(M& model, const torch::Tensor& clean, const O& objective, const
     x_previous = x_adv;
     x_adv = std::move(x_next);
 
-    auto step = loss_and_gradient(model, x_adv, recording, /*check=*/false);
+    auto step = loss_and_gradient_(x_adv, /*check=*/false);
     loss = step.loss;
     gradient = step.gradient;
     const auto now = success(logits.detach());
@@ -184,6 +204,9 @@ class APGD {
     }
     if (!(options_.momentum() > 0.0 && options_.momentum() <= 1.0)) {
       fail_argument(name, "momentum", fmt::format("is {}, expected a value in (0, 1]", options_.momentum()));
+    }
+    if (options_.eot_samples() < 1) {
+      fail_argument(name, "eot_samples", fmt::format("is {}, expected at least 1", options_.eot_samples()));
     }
   }
 
@@ -287,5 +310,26 @@ class APGD {
 
 static_assert(Attack<APGD>);
 static_assert(TargetedAttack<APGD>);
+
+/// The attack and its settings as JSON, found by argument-dependent lookup (nlohmann::json's
+/// customisation point; `nlohmann::json j = apgd;`). ardent::evaluate records it in its report.
+template <typename Json>
+void to_json(Json& j, const APGD& attack) {
+  const auto& o = attack.options();
+  const char* loss = o.loss() == APGDLoss::CE ? "CE" : o.loss() == APGDLoss::DLR ? "DLR" : "TargetedDLR";
+  j = Json{{"attack", "APGD"},
+           {"loss", loss},
+           {"norm", o.norm() == Norm::Linf ? "Linf" : "L2"},
+           {"epsilon", o.epsilon()},
+           {"steps", o.steps()},
+           {"restarts", o.restarts()},
+           {"n_target_classes", o.n_target_classes()},
+           {"eot_samples", o.eot_samples()},
+           {"rho", o.rho()},
+           {"momentum", o.momentum()},
+           {"clip_min", o.clip_min()},
+           {"clip_max", o.clip_max()},
+           {"eval_mode", o.eval_mode()}};
+}
 
 }  // namespace ardent::attacks

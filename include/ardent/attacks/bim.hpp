@@ -57,4 +57,14 @@ class BIM {
 static_assert(Attack<BIM>);
 static_assert(TargetedAttack<BIM>);
 
+/// The attack and its settings as JSON, found by argument-dependent lookup (nlohmann::json's
+/// customisation point; `nlohmann::json j = bim;`). ardent::evaluate records it in its report.
+template <typename Json>
+void to_json(Json& j, const BIM& attack) {
+  const auto& o = attack.options();
+  j = Json{{"attack", "BIM"},           {"epsilon", o.epsilon()},   {"step_size", o.step_size()},
+           {"steps", attack.steps()},   {"clip_min", o.clip_min()}, {"clip_max", o.clip_max()},
+           {"eval_mode", o.eval_mode()}};
+}
+
 }  // namespace ardent::attacks

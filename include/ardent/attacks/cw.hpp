@@ -168,4 +168,22 @@ class CW {
 static_assert(Attack<CW>);
 static_assert(TargetedAttack<CW>);
 
+/// The attack and its settings as JSON, found by argument-dependent lookup (nlohmann::json's
+/// customisation point; `nlohmann::json j = cw;`). ardent::evaluate records it in its report.
+template <typename Json>
+void to_json(Json& j, const CW& attack) {
+  const auto& o = attack.options();
+  j = Json{{"attack", "CW"},
+           {"norm", "L2"},
+           {"c", o.c()},
+           {"kappa", o.kappa()},
+           {"steps", o.steps()},
+           {"lr", o.lr()},
+           {"binary_search_steps", o.binary_search_steps()},
+           {"abort_early", o.abort_early()},
+           {"clip_min", o.clip_min()},
+           {"clip_max", o.clip_max()},
+           {"eval_mode", o.eval_mode()}};
+}
+
 }  // namespace ardent::attacks

@@ -71,4 +71,13 @@ inline CWLinf cw_linf(double epsilon, int64_t steps = 20, double kappa = 0.0) {
   return CWLinf(PGDOptions(epsilon).steps(steps).step_size(madry_step_size(epsilon, steps)), kappa);
 }
 
+/// The attack and its settings as JSON (those of its PGD, and kappa), found by argument-dependent
+/// lookup (nlohmann::json's customisation point). ardent::evaluate records it in its report.
+template <typename Json>
+void to_json(Json& j, const CWLinf& attack) {
+  to_json(j, PGD(attack.options()));
+  j["attack"] = "CWLinf";
+  j["kappa"] = attack.kappa();
+}
+
 }  // namespace ardent::attacks

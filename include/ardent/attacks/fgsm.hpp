@@ -40,4 +40,16 @@ class FGSM {
 static_assert(Attack<FGSM>);
 static_assert(TargetedAttack<FGSM>);
 
+/// The attack and its settings as JSON, found by argument-dependent lookup (nlohmann::json's
+/// customisation point; `nlohmann::json j = fgsm;`). ardent::evaluate records it in its report.
+template <typename Json>
+void to_json(Json& j, const FGSM& attack) {
+  const auto& o = attack.options();
+  j = Json{{"attack", "FGSM"},
+           {"epsilon", o.epsilon()},
+           {"clip_min", o.clip_min()},
+           {"clip_max", o.clip_max()},
+           {"eval_mode", o.eval_mode()}};
+}
+
 }  // namespace ardent::attacks

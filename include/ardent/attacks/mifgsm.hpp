@@ -57,4 +57,14 @@ class MIFGSM {
 static_assert(Attack<MIFGSM>);
 static_assert(TargetedAttack<MIFGSM>);
 
+/// The attack and its settings as JSON, found by argument-dependent lookup (nlohmann::json's
+/// customisation point; `nlohmann::json j = mifgsm;`). ardent::evaluate records it in its report.
+template <typename Json>
+void to_json(Json& j, const MIFGSM& attack) {
+  const auto& o = attack.options();
+  j = Json{{"attack", "MIFGSM"},        {"epsilon", o.epsilon()},   {"step_size", o.step_size()},
+           {"steps", o.steps()},        {"decay", o.decay()},       {"clip_min", o.clip_min()},
+           {"clip_max", o.clip_max()},  {"eval_mode", o.eval_mode()}};
+}
+
 }  // namespace ardent::attacks

@@ -35,4 +35,11 @@ class None {
 static_assert(Attack<None>);
 static_assert(TargetedAttack<None>);
 
+/// The attack and its settings as JSON, found by argument-dependent lookup (nlohmann::json's
+/// customisation point). ardent::evaluate records it in its report.
+template <typename Json>
+void to_json(Json& j, const None& attack) {
+  j = Json{{"attack", "None"}, {"clip_min", attack.options().clip_min()}, {"clip_max", attack.options().clip_max()}};
+}
+
 }  // namespace ardent::attacks

@@ -99,4 +99,21 @@ class PGD {
 static_assert(Attack<PGD>);
 static_assert(TargetedAttack<PGD>);
 
+/// The attack and its settings as JSON, found by argument-dependent lookup (nlohmann::json's
+/// customisation point; `nlohmann::json j = pgd;`). ardent::evaluate records it in its report.
+template <typename Json>
+void to_json(Json& j, const PGD& attack) {
+  const auto& o = attack.options();
+  j = Json{{"attack", "PGD"},
+           {"norm", o.norm() == Norm::Linf ? "Linf" : "L2"},
+           {"epsilon", o.epsilon()},
+           {"step_size", o.step_size()},
+           {"steps", o.steps()},
+           {"random_start", o.random_start()},
+           {"restarts", o.restarts()},
+           {"clip_min", o.clip_min()},
+           {"clip_max", o.clip_max()},
+           {"eval_mode", o.eval_mode()}};
+}
+
 }  // namespace ardent::attacks

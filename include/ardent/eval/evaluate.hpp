@@ -9,29 +9,30 @@
 // points, attack 2 on those attack 1 failed on, and so on; a point broken once is never attacked
 // again. With individual(true) (the default) each attack also runs on the points an earlier
 // attack broke, so that A_k is measured on every correctly classified point; each attack still
-// sees each point once.
+// sees each point once. The protocol's sanity checks (eval/checks.hpp) run on the first batch and
+// after the attacks; what they find is in the report's warnings.
 //
-//   auto report = ardent::evaluate(model, x, y, ardent::eval::autoattack_lite(8.0 / 255));
-//   fmt::print("{}", report);                  // a table
+//   auto report = ardent::evaluate(model, x, y, ardent::eval::autoattack(8.0 / 255));
+//   fmt::print("{}", report);                  // a table, then the warnings
 //   report.write_json("report.json");
+//
+// This header is the protocol; eval/named_attack.hpp holds the attack list's elements,
+// eval/presets.hpp and eval/autoattack.hpp the presets.
 
-#include "ardent/attacks/apgd.hpp"
-#include "ardent/attacks/bim.hpp"
-#include "ardent/attacks/cw.hpp"
-#include "ardent/attacks/cw_linf.hpp"
-#include "ardent/attacks/fgsm.hpp"
-#include "ardent/attacks/mifgsm.hpp"
-#include "ardent/attacks/none.hpp"
-#include "ardent/attacks/pgd.hpp"
 #include "ardent/core/attack.hpp"
+#include "ardent/core/check.hpp"
 #include "ardent/core/mode_guard.hpp"
+#include "ardent/eval/autoattack.hpp"
+#include "ardent/eval/checks.hpp"
+#include "ardent/eval/named_attack.hpp"
+#include "ardent/eval/presets.hpp"
 #include "ardent/eval/report.hpp"
 
 #include <chrono>
 #include <functional>
 #include <initializer_list>
 #include <ranges>
-#include <variant>
+#include <type_traits>
 
 namespace ardent {
 
@@ -44,6 +45,11 @@ struct EvalProgress {
   double clean_accuracy = 0.0;
   double worst_case_accuracy = 0.0;
   double seconds = 0.0;
+  /// Estimated seconds left (the time so far, extrapolated over the batches and attacks left), or
+  /// -1 when the total is unknown.
+  double eta_seconds = -1.0;
+  /// The attack that has just finished on the current batch (empty at the end of a batch).
+  std::string attack;
 };
 
 struct EvalOptions {
@@ -53,179 +59,90 @@ struct EvalOptions {
   TORCH_ARG(bool, individual) = true;
   /// Report progress every this many batches (0: never).
   TORCH_ARG(int64_t, progress_every) = 0;
+  /// Report progress whenever this many seconds have passed since the last report (checked after
+  /// each attack on each batch; 0: never). A short evaluation stays quiet; a long one is never
+  /// silent for minutes.
+  TORCH_ARG(double, progress_seconds) = 30.0;
   /// Called with the progress; when empty, progress goes to stderr as one line.
   TORCH_ARG(std::function<void(const EvalProgress&)>, on_progress) = nullptr;
+  /// Run the protocol's sanity checks (EvalReport::warnings).
+  TORCH_ARG(bool, checks) = true;
 };
 
 namespace eval {
-
-namespace detail {
-inline const char* norm_name(Norm norm) { return norm == Norm::Linf ? "Linf" : "L2"; }
-inline const char* loss_name(attacks::APGDLoss loss) {
-  switch (loss) {
-    case attacks::APGDLoss::CE:
-      return "CE";
-    case attacks::APGDLoss::DLR:
-      return "DLR";
-    case attacks::APGDLoss::TargetedDLR:
-      return "TargetedDLR";
-  }
-  return "?";
-}
-}  // namespace detail
-
-/// The settings of the built-in attacks, as recorded in a report.
-inline nlohmann::json describe(const attacks::FGSM& a) {
-  const auto& o = a.options();
-  return {{"attack", "FGSM"},
-          {"epsilon", o.epsilon()},
-          {"clip_min", o.clip_min()},
-          {"clip_max", o.clip_max()},
-          {"eval_mode", o.eval_mode()}};
-}
-inline nlohmann::json describe(const attacks::PGD& a) {
-  const auto& o = a.options();
-  return {{"attack", "PGD"},          {"norm", detail::norm_name(o.norm())},
-          {"epsilon", o.epsilon()},   {"step_size", o.step_size()},
-          {"steps", o.steps()},       {"random_start", o.random_start()},
-          {"restarts", o.restarts()}, {"clip_min", o.clip_min()},
-          {"clip_max", o.clip_max()}, {"eval_mode", o.eval_mode()}};
-}
-inline nlohmann::json describe(const attacks::BIM& a) {
-  const auto& o = a.options();
-  return {{"attack", "BIM"},          {"epsilon", o.epsilon()},   {"step_size", o.step_size()}, {"steps", a.steps()},
-          {"clip_min", o.clip_min()}, {"clip_max", o.clip_max()}, {"eval_mode", o.eval_mode()}};
-}
-inline nlohmann::json describe(const attacks::MIFGSM& a) {
-  const auto& o = a.options();
-  return {{"attack", "MIFGSM"}, {"epsilon", o.epsilon()},   {"step_size", o.step_size()}, {"steps", o.steps()},
-          {"decay", o.decay()}, {"clip_min", o.clip_min()}, {"clip_max", o.clip_max()},   {"eval_mode", o.eval_mode()}};
-}
-inline nlohmann::json describe(const attacks::CW& a) {
-  const auto& o = a.options();
-  return {{"attack", "CW"},
-          {"norm", "L2"},
-          {"c", o.c()},
-          {"kappa", o.kappa()},
-          {"steps", o.steps()},
-          {"lr", o.lr()},
-          {"binary_search_steps", o.binary_search_steps()},
-          {"abort_early", o.abort_early()},
-          {"clip_min", o.clip_min()},
-          {"clip_max", o.clip_max()},
-          {"eval_mode", o.eval_mode()}};
-}
-inline nlohmann::json describe(const attacks::CWLinf& a) {
-  auto j = describe(attacks::PGD(a.options()));
-  j["attack"] = "CWLinf";
-  j["kappa"] = a.kappa();
-  return j;
-}
-inline nlohmann::json describe(const attacks::APGD& a) {
-  const auto& o = a.options();
-  return {{"attack", "APGD"},
-          {"loss", detail::loss_name(o.loss())},
-          {"norm", detail::norm_name(o.norm())},
-          {"epsilon", o.epsilon()},
-          {"steps", o.steps()},
-          {"restarts", o.restarts()},
-          {"n_target_classes", o.n_target_classes()},
-          {"rho", o.rho()},
-          {"momentum", o.momentum()},
-          {"clip_min", o.clip_min()},
-          {"clip_max", o.clip_max()},
-          {"eval_mode", o.eval_mode()}};
-}
-inline nlohmann::json describe(const attacks::None& a) {
-  return {{"attack", "None"}, {"clip_min", a.options().clip_min()}, {"clip_max", a.options().clip_max()}};
-}
-
-/// A built-in attack with its name, independent of the model type (what the presets return).
-struct Preset {
-  std::string name;
-  std::variant<attacks::FGSM, attacks::PGD, attacks::BIM, attacks::MIFGSM, attacks::CW, attacks::CWLinf, attacks::APGD,
-               attacks::None>
-      attack;
-};
-
-/// Any attack for models of type M, with a name and its settings: the element of an
-/// evaluation's attack list. Built-in attacks record their options; a user's attack records the
-/// settings given (or none).
-template <Model M>
-class NamedAttack {
- public:
-  template <typename A>
-  requires Attack<A, M> NamedAttack(std::string name, A attack, nlohmann::json settings)
-      : name_(std::move(name)),
-        settings_(std::move(settings)),
-        perturb_([attack = std::move(attack)](M& model, const torch::Tensor& x, const torch::Tensor& y) mutable {
-          return attack.perturb(model, x, y);
-        }) {}
-
-  template <typename A>
-  requires Attack<A, M> NamedAttack(std::string name, A attack)
-      : NamedAttack(std::move(name), attack, settings_of(attack)) {}
-
-  /* implicit */ NamedAttack(const Preset& preset)  // NOLINT(google-explicit-constructor)
-      : NamedAttack(std::visit([&](const auto& a) { return NamedAttack(preset.name, a); }, preset.attack)) {}
-
-  const std::string& name() const { return name_; }
-  const nlohmann::json& settings() const { return settings_; }
-  torch::Tensor perturb(M& model, const torch::Tensor& x, const torch::Tensor& y) const {
-    return perturb_(model, x, y);
-  }
-
- private:
-  template <typename A>
-  static nlohmann::json settings_of(const A& attack) {
-    if constexpr (requires { describe(attack); }) {
-      return describe(attack);
-    } else {
-      return nlohmann::json::object();
-    }
-  }
-
-  std::string name_;
-  nlohmann::json settings_;
-  std::function<torch::Tensor(M&, const torch::Tensor&, const torch::Tensor&)> perturb_;
-};
-
-/// Presets. Step sizes follow the usual rules: 2.5 eps / steps for PGD (Madry et al.), none
-/// for APGD (it sets its own).
-inline Preset pgd(double epsilon, int64_t steps = 20, Norm norm = Norm::Linf) {
-  return {fmt::format("PGD-{} ({}, eps {:.4g})", steps, detail::norm_name(norm), epsilon),
-          attacks::PGD(attacks::PGDOptions(epsilon).steps(steps).norm(norm).step_size(
-              2.5 * epsilon / static_cast<double>(std::max<int64_t>(steps, 1))))};
-}
-inline Preset cw_linf(double epsilon, int64_t steps = 20, double kappa = 0.0) {
-  return {fmt::format("CW-Linf-{} (eps {:.4g})", steps, epsilon), attacks::cw_linf(epsilon, steps, kappa)};
-}
-inline Preset apgd_ce(double epsilon, int64_t steps = 100, Norm norm = Norm::Linf) {
-  return {fmt::format("APGD-CE ({}, eps {:.4g})", detail::norm_name(norm), epsilon),
-          attacks::APGD(attacks::APGDOptions(epsilon).steps(steps).norm(norm).loss(attacks::APGDLoss::CE))};
-}
-inline Preset apgd_dlr(double epsilon, int64_t steps = 100, Norm norm = Norm::Linf) {
-  return {fmt::format("APGD-DLR ({}, eps {:.4g})", detail::norm_name(norm), epsilon),
-          attacks::APGD(attacks::APGDOptions(epsilon).steps(steps).norm(norm).loss(attacks::APGDLoss::DLR))};
-}
-inline Preset apgd_t(double epsilon, int64_t steps = 100, Norm norm = Norm::Linf, int64_t n_target_classes = 9) {
-  return {fmt::format("APGD-T ({}, eps {:.4g})", detail::norm_name(norm), epsilon),
-          attacks::APGD(attacks::APGDOptions(epsilon)
-                            .steps(steps)
-                            .norm(norm)
-                            .loss(attacks::APGDLoss::TargetedDLR)
-                            .n_target_classes(n_target_classes))};
-}
-/// AutoAttack without its two gradient-free members (FAB-T, Square): APGD-CE, then APGD-T.
-inline std::vector<Preset> autoattack_lite(double epsilon, Norm norm = Norm::Linf, int64_t steps = 100) {
-  return {apgd_ce(epsilon, steps, norm), apgd_t(epsilon, steps, norm)};
-}
 
 namespace detail {
 
 inline torch::Tensor correct(auto& model, const torch::Tensor& x, const torch::Tensor& y) {
   torch::NoGradGuard no_grad;
   return ardent::forward(model, x).argmax(1).eq(y);
+}
+
+inline std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+/// The checks of one batch at the call: x (dtype, shape, finite, inside every attack's box, device
+/// and dtype of the model), y (dtype, shape, range against the model's class count), and that the
+/// model runs on x and returns logits [B, C]. Returns C.
+template <Model M>
+int64_t check_batch(M& model, const torch::Tensor& x, const torch::Tensor& y,
+                    const std::vector<std::pair<std::string, nlohmann::json>>& attacks) {
+  constexpr std::string_view name = "ardent::evaluate";
+  if (!x.defined() || !x.is_floating_point() || x.dim() < 1 || x.size(0) == 0) {
+    fail_argument(
+        name, "x",
+        fmt::format("is {}, expected a non-empty floating-point batch [B, ...]",
+                    x.defined() ? fmt::format("a {} tensor of shape [{}]",
+                                              std::string(c10::toString(x.scalar_type())), fmt::join(x.sizes(), ", "))
+                                : std::string("undefined")));
+  }
+  const auto params = parameters(model);
+  if (!params.empty() && params.front().device() != x.device()) {
+    fail_argument(name, "x",
+                  fmt::format("is on device {}, expected the model's device {}", x.device().str(),
+                              params.front().device().str()));
+  }
+  for (const auto& p : params) {
+    if (p.is_floating_point() && p.scalar_type() != x.scalar_type()) {
+      fail_argument(name, "x",
+                    fmt::format("has dtype {}, expected the model's dtype {} (convert with x.to(torch::k{}))",
+                                std::string(c10::toString(x.scalar_type())),
+                                std::string(c10::toString(p.scalar_type())),
+                                std::string(c10::toString(p.scalar_type()))));
+    }
+    if (p.is_floating_point()) break;
+  }
+  check_labels(name, "y", y, x.size(0));
+  if (!torch::isfinite(x).all().item<bool>()) fail_argument(name, "x", "contains NaN or Inf");
+  const double lo = x.min().item<double>();
+  const double hi = x.max().item<double>();
+  for (const auto& [attack, settings] : attacks) {
+    if (!settings.contains("clip_min") || !settings.contains("clip_max")) continue;
+    const double clip_min = settings["clip_min"].template get<double>();
+    const double clip_max = settings["clip_max"].template get<double>();
+    constexpr double tolerance = 1e-6;
+    if (lo < clip_min - tolerance || hi > clip_max + tolerance) {
+      fail_argument(name, "x",
+                    fmt::format("has values in [{}, {}], expected them inside the pixel box [{}, {}] of attack '{}' "
+                                "(scale the inputs, or set the attack's clip_min/clip_max)",
+                                lo, hi, clip_min, clip_max, attack));
+    }
+  }
+  torch::Tensor logits;
+  try {
+    torch::NoGradGuard no_grad;
+    logits = ardent::forward(model, x.slice(0, 0, 1));
+  } catch (const std::exception& e) {
+    fail_argument(name, "x",
+                  fmt::format("has shape [{}] and dtype {}; the model cannot run on it: {}", fmt::join(x.sizes(), ", "),
+                              std::string(c10::toString(x.scalar_type())), first_line(e.what())));
+  }
+  if (logits.dim() != 2 || logits.size(0) != 1 || logits.size(1) < 2) {
+    fail_argument(name, "model",
+                  fmt::format("returned shape [{}] for x of shape [1, {}], expected logits [B, C] with C >= 2",
+                              fmt::join(logits.sizes(), ", "), fmt::join(x.sizes().slice(1), ", ")));
+  }
+  check_labels(name, "y", y, x.size(0), logits.size(1));
+  return logits.size(1);
 }
 
 /// Counts over the batches of one evaluation.
@@ -240,33 +157,34 @@ class Evaluation {
         robust_(attacks.size(), 0),
         chain_(attacks.size(), 0),
         attacked_(attacks.size(), 0),
-        seconds_(attacks.size(), 0.0) {}
+        seconds_(attacks.size(), 0.0) {
+    for (const auto& a : attacks) {
+      described_.emplace_back(a.name(), a.settings());
+      free_.push_back(checks::gradient_free(a.settings()));
+    }
+  }
 
-  void add(const torch::Tensor& x, const torch::Tensor& y) {
-    constexpr std::string_view name = "ardent::evaluate";
-    if (!x.defined() || !x.is_floating_point() || x.dim() < 1 || x.size(0) == 0) {
-      fail_argument(
-          name, "x",
-          fmt::format("is {}, expected a non-empty floating-point batch [B, ...]",
-                      x.defined() ? fmt::format("a {} tensor of shape [{}]",
-                                                std::string(c10::toString(x.scalar_type())), fmt::join(x.sizes(), ", "))
-                                  : std::string("undefined")));
-    }
-    if (const auto device = device_of(model_); device && *device != x.device()) {
-      fail_argument(name, "x",
-                    fmt::format("is on device {}, expected the model's device {}", x.device().str(), device->str()));
-    }
-    check_labels(name, "y", y, x.size(0));
+  /// (name, settings) of each attack.
+  const std::vector<std::pair<std::string, nlohmann::json>>& described() const { return described_; }
+
+  /// `checked`: the batch passed check_batch already (the tensor overload checks all of x at once).
+  void add(const torch::Tensor& x, const torch::Tensor& y, bool checked) {
+    if (!checked) check_batch(model_, x, y, described_);
     const auto alive_clean = correct(model_, x, y);
+    if (batches_ == 0 && options_.checks()) first_checks(x, y, alive_clean);
     auto alive = alive_clean.clone();
+    auto by_gradient = torch::zeros_like(alive_clean);
+    auto by_free = torch::zeros_like(alive_clean);
     for (std::size_t k = 0; k < attacks_.size(); ++k) {
       const auto start = std::chrono::steady_clock::now();
+      auto& broken = free_[k] ? by_free : by_gradient;
       const auto broken_before = alive_clean.logical_and(alive.logical_not());
       const auto index = alive.nonzero().squeeze(1);
       if (index.numel() > 0) {
         const auto yi = y.index_select(0, index);
         const auto survived = correct(model_, attacks_[k].perturb(model_, x.index_select(0, index), yi), yi);
         alive.index_copy_(0, index, survived);
+        broken.index_copy_(0, index, broken.index_select(0, index).logical_or(survived.logical_not()));
         robust_[k] += survived.sum().template item<int64_t>();
         attacked_[k] += index.numel();
       }
@@ -274,19 +192,21 @@ class Evaluation {
         const auto others = broken_before.nonzero().squeeze(1);
         if (others.numel() > 0) {
           const auto yo = y.index_select(0, others);
-          robust_[k] += correct(model_, attacks_[k].perturb(model_, x.index_select(0, others), yo), yo)
-                            .sum()
-                            .template item<int64_t>();
+          const auto survived = correct(model_, attacks_[k].perturb(model_, x.index_select(0, others), yo), yo);
+          broken.index_copy_(0, others, broken.index_select(0, others).logical_or(survived.logical_not()));
+          robust_[k] += survived.sum().template item<int64_t>();
         }
       }
       chain_[k] += alive.sum().template item<int64_t>();
       seconds_[k] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (k + 1 < attacks_.size() && due()) progress(x.size(0), k + 1, attacks_[k].name());
     }
+    masked_ += by_free.logical_and(by_gradient.logical_not()).sum().template item<int64_t>();
     samples_ += x.size(0);
     clean_ += alive_clean.sum().template item<int64_t>();
     worst_ += alive.sum().template item<int64_t>();
     ++batches_;
-    if (options_.progress_every() > 0 && batches_ % options_.progress_every() == 0) progress();
+    if ((options_.progress_every() > 0 && batches_ % options_.progress_every() == 0) || due()) progress(0, 0, "");
   }
 
   EvalReport report() const {
@@ -309,36 +229,90 @@ class Evaluation {
       r.attacks.push_back(std::move(a));
     }
     r.seconds = elapsed();
+    r.warnings = warnings_;
+    if (options_.checks()) {
+      std::vector<std::string> free_names;
+      bool any_gradient = false;
+      for (std::size_t k = 0; k < attacks_.size(); ++k) {
+        if (free_[k]) {
+          free_names.push_back(attacks_[k].name());
+        } else {
+          any_gradient = true;
+        }
+      }
+      if (any_gradient && !free_names.empty()) {
+        if (auto w = checks::gradient_masking(masked_, samples_, free_names)) r.warnings.push_back(std::move(*w));
+      }
+    }
     return r;
   }
 
  private:
   double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
 
-  void progress() const {
-    EvalProgress p{batches_,
-                   samples_,
-                   total_,
-                   static_cast<double>(clean_) / static_cast<double>(samples_),
-                   static_cast<double>(worst_) / static_cast<double>(samples_),
-                   elapsed()};
+  bool due() const { return options_.progress_seconds() > 0 && since_report() >= options_.progress_seconds(); }
+  double since_report() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - last_report_).count();
+  }
+
+  void first_checks(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& correct_now) {
+    const auto add = [this](std::optional<EvalWarning> w) {
+      if (w) warnings_.push_back(std::move(*w));
+    };
+    add(checks::randomised(model_, x));
+    torch::Tensor logits;
+    {
+      torch::NoGradGuard no_grad;
+      logits = ardent::forward(model_, x);
+    }
+    add(checks::probabilities(logits));
+    add(checks::classes(logits.size(1), described_));
+    const auto index = correct_now.nonzero().squeeze(1);
+    if (index.numel() > 0) add(checks::zero_gradients(model_, x.index_select(0, index), y.index_select(0, index)));
+  }
+
+  /// `batch`: size of the batch under way, `done` of its attacks finished (0 between batches).
+  void progress(int64_t batch, std::size_t done, std::string attack) {
+    last_report_ = std::chrono::steady_clock::now();
+    const double seconds = elapsed();
+    const double finished = static_cast<double>(samples_) +
+                            static_cast<double>(batch) * static_cast<double>(done) /
+                                static_cast<double>(std::max<std::size_t>(attacks_.size(), 1));
+    EvalProgress p;
+    p.batches = batches_;
+    p.samples = samples_;
+    p.total = total_;
+    p.clean_accuracy = samples_ > 0 ? static_cast<double>(clean_) / static_cast<double>(samples_) : 0.0;
+    p.worst_case_accuracy = samples_ > 0 ? static_cast<double>(worst_) / static_cast<double>(samples_) : 0.0;
+    p.seconds = seconds;
+    p.eta_seconds = total_ > 0 && finished > 0 ? seconds * (static_cast<double>(total_) - finished) / finished : -1.0;
+    p.attack = std::move(attack);
     if (options_.on_progress()) {
       options_.on_progress()(p);
-    } else {
-      fmt::print(stderr, "ardent::evaluate: {} batches, {}{} samples, clean {:.2f}%, worst case {:.2f}%, {:.1f} s\n",
-                 p.batches, p.samples, p.total >= 0 ? fmt::format("/{}", p.total) : "", 100 * p.clean_accuracy,
-                 100 * p.worst_case_accuracy, p.seconds);
+      return;
     }
+    const std::string where = p.attack.empty() ? "" : fmt::format(" (batch {}: {} done)", p.batches + 1, p.attack);
+    const std::string accuracy =
+        p.samples > 0
+            ? fmt::format(", clean {:.2f}%, worst case {:.2f}%", 100 * p.clean_accuracy, 100 * p.worst_case_accuracy)
+            : "";
+    const std::string eta = p.eta_seconds >= 0 ? fmt::format(", about {:.0f} s left", p.eta_seconds) : "";
+    fmt::print(stderr, "ardent::evaluate: {}{} samples done{}{}, {:.0f} s{}\n", p.samples,
+               p.total >= 0 ? fmt::format("/{}", p.total) : "", where, accuracy, p.seconds, eta);
   }
 
   M& model_;
   const std::vector<NamedAttack<M>>& attacks_;
   const EvalOptions& options_;
   int64_t total_;
+  std::vector<std::pair<std::string, nlohmann::json>> described_;
+  std::vector<bool> free_;
   std::vector<int64_t> robust_, chain_, attacked_;
   std::vector<double> seconds_;
-  int64_t samples_ = 0, clean_ = 0, worst_ = 0, batches_ = 0;
+  std::vector<EvalWarning> warnings_;
+  int64_t samples_ = 0, clean_ = 0, worst_ = 0, batches_ = 0, masked_ = 0;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_report_ = start_;
 };
 
 inline void check_options(const EvalOptions& options) {
@@ -348,6 +322,10 @@ inline void check_options(const EvalOptions& options) {
   if (options.progress_every() < 0) {
     fail_argument("ardent::evaluate", "progress_every",
                   fmt::format("is {}, expected 0 (off) or a number of batches", options.progress_every()));
+  }
+  if (!(options.progress_seconds() >= 0.0)) {
+    fail_argument("ardent::evaluate", "progress_seconds",
+                  fmt::format("is {}, expected 0 (off) or a number of seconds", options.progress_seconds()));
   }
 }
 
@@ -386,32 +364,33 @@ concept AttackListFor = std::ranges::range<T> && std::constructible_from<NamedAt
 
 }  // namespace eval
 
-/// Evaluates `model` on the tensors (x, y) in batches of options.batch_size().
+/// Evaluates `model` on the tensors (x, y) in batches of options.batch_size(). x and y are checked
+/// once, here: dtype, shape, values inside every attack's box, labels inside the model's classes.
 template <Model M, typename Attacks>
 requires eval::AttackListFor<Attacks, M> EvalReport evaluate(M& model, const torch::Tensor& x, const torch::Tensor& y,
                                                              const Attacks& attacks, const EvalOptions& options = {}) {
   eval::detail::check_options(options);
-  if (!x.defined() || x.dim() < 1 || x.size(0) == 0) {
-    fail_argument("ardent::evaluate", "x", "is empty or undefined, expected a non-empty batch [N, ...]");
-  }
-  check_labels("ardent::evaluate", "y", y, x.size(0));
   const auto bound = eval::detail::bind<M>(attacks);
   ModeGuard mode(model, /*eval=*/true);
-  eval::detail::Evaluation<M> evaluation(model, bound, options, x.size(0));
+  eval::detail::Evaluation<M> evaluation(model, bound, options, x.defined() && x.dim() > 0 ? x.size(0) : 0);
+  eval::detail::check_batch(model, x, y, evaluation.described());
   for (int64_t first = 0; first < x.size(0); first += options.batch_size()) {
-    evaluation.add(x.slice(0, first, first + options.batch_size()), y.slice(0, first, first + options.batch_size()));
+    evaluation.add(x.slice(0, first, first + options.batch_size()), y.slice(0, first, first + options.batch_size()),
+                   /*checked=*/true);
   }
   return evaluation.report();
 }
 
+/// A braced list: `evaluate(model, x, y, {eval::pgd(0.1), eval::apgd_t(0.1)})`.
 template <Model M>
 EvalReport evaluate(M& model, const torch::Tensor& x, const torch::Tensor& y,
-                    std::initializer_list<eval::NamedAttack<M>> attacks, const EvalOptions& options = {}) {
+                    std::initializer_list<eval::NamedAttack<std::type_identity_t<M>>> attacks,
+                    const EvalOptions& options = {}) {
   return evaluate(model, x, y, std::vector<eval::NamedAttack<M>>(attacks), options);
 }
 
 /// Evaluates `model` on every batch of a data loader (`*torch::data::make_data_loader(...)`, or any
-/// range of torch::data::Example<> or of vectors of them).
+/// range of torch::data::Example<> or of vectors of them). Each batch is checked as it comes.
 template <Model M, typename Loader, typename Attacks>
 requires eval::AttackListFor<Attacks, M> &&
     (!std::same_as<std::remove_cvref_t<Loader>, torch::Tensor>)&&requires(Loader& l) {
@@ -424,9 +403,16 @@ EvalReport evaluate(M& model, Loader&& loader, const Attacks& attacks, const Eva
   eval::detail::Evaluation<M> evaluation(model, bound, options, -1);
   for (auto&& batch : loader) {
     const auto [x, y] = eval::detail::unpack(batch);
-    evaluation.add(x, y);
+    evaluation.add(x, y, /*checked=*/false);
   }
   return evaluation.report();
+}
+
+template <Model M, typename Loader>
+requires(!std::same_as<std::remove_cvref_t<Loader>, torch::Tensor>) EvalReport
+    evaluate(M& model, Loader&& loader, std::initializer_list<eval::NamedAttack<std::type_identity_t<M>>> attacks,
+             const EvalOptions& options = {}) {
+  return evaluate(model, std::forward<Loader>(loader), std::vector<eval::NamedAttack<M>>(attacks), options);
 }
 
 }  // namespace ardent
