@@ -3,6 +3,12 @@
 // can serve (ARD and KD always; RSLAD and AdaAD when it maximises objectives) and an
 // AdversarialTrainer (Madry and TRADES), each with step() and fit().
 
+#include <ardent/attacks/apgd.hpp>
+#include <ardent/attacks/bim.hpp>
+#include <ardent/attacks/cw.hpp>
+#include <ardent/attacks/cw_linf.hpp>
+#include <ardent/attacks/fgsm.hpp>
+#include <ardent/attacks/mifgsm.hpp>
 #include <ardent/distill/factories.hpp>
 #include <ardent/models/small_cnn.hpp>
 
