@@ -7,6 +7,9 @@
 //   PgdSpeedups/<model>/<batch>  ardent's step with the speedups switched on one after another.
 //   ArdentPgd/<model>/<batch>    ardent's step alone (benchmarks/python/compare.py runs it).
 //   ArdStep/<batch>              one ARD training step, MobileNetV2 student and ResNet18 teacher.
+//   AutoAttack/<attack>/<model>  Square, FAB-T and untargeted FAB on 100 images that resist them:
+//                                seconds per query or step, and per 100 images at AutoAttack's
+//                                budgets (5000 queries; 9 targets x 100 steps; 100 steps).
 //
 // Models are randomly initialised with random BatchNorm statistics; inputs are uniform in [0, 1].
 // The thread count is ARDENT_BENCHMARK_THREADS, or every core. Freed memory is kept for reuse
@@ -220,6 +223,43 @@ void ard_step(benchmark::State& state, int64_t batch) {
   state.counters["images_per_second"] = static_cast<double>(batch) * static_cast<double>(state.iterations()) / total;
 }
 
+/// Square and FAB at AutoAttack's budgets cost the most on the points they cannot break, which
+/// use up every query or step: the labels are the model's own predictions and epsilon is 1e-4,
+/// so that (almost) no point is broken. A few queries or steps are timed and the counters scale
+/// them to the full budget: seconds_per_100_images = seconds per query (step) x queries (steps).
+/// The clean forward each call makes is counted in the per-query time, a small overestimate.
+void autoattack_member(benchmark::State& state, const std::string& attack, const std::string& model) {
+  namespace at = ardent::attacks;
+  constexpr int64_t batch = 100;
+  constexpr double epsilon = 1e-4;
+  const bool square = attack == "square";
+  const int64_t timed = square ? 50 : 5;
+  // Square: 5000 queries; FAB-T: 9 targets of 100 steps; untargeted FAB: 100 steps.
+  const double budget = square ? 5000.0 : attack == "fab_t" ? 900.0 : 100.0;
+  with_workload(model, [&](auto w) {
+    auto b = make_batch(w, batch);
+    {
+      torch::NoGradGuard no_grad;
+      b.y = w.model->forward(b.x).argmax(1);
+    }
+    const auto run = [&] {
+      if (square) return at::Square(at::SquareOptions(epsilon).queries(timed)).perturb(w.model, b.x, b.y);
+      return at::FAB(at::FABOptions(epsilon).steps(timed).target_classes(1).targeted(attack == "fab_t"))
+          .perturb(w.model, b.x, b.y);
+    };
+    run();  // warm-up
+    double total = 0;
+    for (auto _ : state) {
+      const double call = seconds(run);
+      total += call;
+      state.SetIterationTime(call);
+    }
+    const double per_unit = total / static_cast<double>(state.iterations()) / static_cast<double>(timed);
+    state.counters[square ? "seconds_per_query" : "seconds_per_step"] = per_unit;
+    state.counters["seconds_per_100_images"] = per_unit * budget * 100.0 / static_cast<double>(batch);
+  });
+}
+
 void register_benchmarks() {
   for (const std::string model : {"small_cnn", "mobilenet_v2", "resnet18"}) {
     for (const int64_t batch : {32, 128}) {
@@ -234,6 +274,14 @@ void register_benchmarks() {
     benchmark::RegisterBenchmark(("PgdSpeedups/" + model + "/128").c_str(), pgd_speedups, model, int64_t{128})
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond);
+  }
+  for (const std::string attack : {"square", "fab_t", "fab"}) {
+    for (const std::string model : {"small_cnn", "mobilenet_v2"}) {
+      benchmark::RegisterBenchmark(("AutoAttack/" + attack + "/" + model).c_str(), autoattack_member, attack, model)
+          ->UseManualTime()
+          ->Unit(benchmark::kSecond)
+          ->Iterations(2);
+    }
   }
   for (const int64_t batch : {32, 128}) {
     benchmark::RegisterBenchmark(("ArdStep/" + std::to_string(batch)).c_str(), ard_step, batch)

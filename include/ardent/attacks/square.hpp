@@ -197,7 +197,9 @@ torch::Tensor square_run(M& model, const torch::Tensor& x, const torch::Tensor& 
     auto delta = torch::zeros_like(x);
     for (int64_t i = 0, top = offset; i < h / s; ++i, top += s) {
       for (int64_t j = 0, left = offset; j < w / s; ++j, left += s) {
-        const auto cell = on_x(eta(s)).reshape({1, 1, s, s}) * on_x(random.choice({batch, c, 1, 1}));
+        // Two statements: the reference draws the pattern's transposition before the signs.
+        const auto pattern = on_x(eta(s)).reshape({1, 1, s, s});
+        const auto cell = pattern * on_x(random.choice({batch, c, 1, 1}));
         const int64_t rows = std::min(s, h - top);
         const int64_t cols = std::min(s, w - left);
         if (rows <= 0 || cols <= 0) continue;
@@ -246,7 +248,8 @@ torch::Tensor square_run(M& model, const torch::Tensor& x, const torch::Tensor& 
       const auto n_first = channel_norm(first(delta));
       const auto n_image = image_norm(delta);
       const auto n_windows = channel_norm(delta * both);
-      auto update = on_x(eta(s)).reshape({1, 1, s, s}) * on_x(random.choice({n, c, 1, 1}));
+      const auto pattern = on_x(eta(s)).reshape({1, 1, s, s});
+      auto update = pattern * on_x(random.choice({n, c, 1, 1}));
       update = update + first(delta) / (n_first + 1e-12);
       const auto budget = (torch::full_like(n_image, eps).pow(2) - n_image.pow(2)).clamp_min(0.0) /
                               static_cast<double>(c) +
