@@ -28,8 +28,9 @@ int run(Teacher teacher, Student student, const std::vector<int64_t>& shape, con
   ardent::data::ShuffledBatches batches(images, labels, per_rank, 0);
   batches.set_shard(world.rank(), world.size());
   const double eps = 8.0 / 255;
-  auto ard = ardent::make_ard(teacher, student, 1.0, 30.0,
-                              ardent::attacks::PGDOptions(eps).step_size(2.5 * eps / static_cast<double>(pgd_steps)).steps(pgd_steps));
+  auto ard = ardent::make_ard(
+      teacher, student, 1.0, 30.0,
+      ardent::attacks::PGDOptions(eps).step_size(2.5 * eps / static_cast<double>(pgd_steps)).steps(pgd_steps));
   torch::optim::SGD optimizer(ard.parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
   const ardent::distributed::DataParallel parallel(world, ard.parameters(), {student.ptr()});
   ard.train();
@@ -68,11 +69,11 @@ int run(Teacher teacher, Student student, const std::vector<int64_t>& shape, con
   for (const auto& p : student->parameters()) parameter_count += p.numel();
   if (world.is_main()) {
     const double step = seconds / static_cast<double>(steps);
-    fmt::print("model={} processes={} threads={} global_batch={} steps={} parameters={} images_per_s={:.2f} "
-               "step_s={:.3f} allreduce_s={:.4f} allreduce_share={:.4f} allreduce_wait_share={:.4f}\n",
-               name, world.size(), torch::get_num_threads(), batch, steps, parameter_count,
-               static_cast<double>(batch * steps) / seconds, step, allreduce_seconds, allreduce_seconds / step,
-               mean_share);
+    fmt::print(
+        "model={} processes={} threads={} global_batch={} steps={} parameters={} images_per_s={:.2f} "
+        "step_s={:.3f} allreduce_s={:.4f} allreduce_share={:.4f} allreduce_wait_share={:.4f}\n",
+        name, world.size(), torch::get_num_threads(), batch, steps, parameter_count,
+        static_cast<double>(batch * steps) / seconds, step, allreduce_seconds, allreduce_seconds / step, mean_share);
   }
   return 0;
 }

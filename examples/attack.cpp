@@ -10,8 +10,8 @@
 
 #include <ardent/ardent.hpp>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <functional>
@@ -37,9 +37,7 @@ struct Settings {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 /// Natural training with Adam on the whole training split, printing the running loss.
 void train(ardent::models::SmallCNN& model, const ardent::data::MNIST& train_set, const Settings& s) {
@@ -94,8 +92,8 @@ void report(M& model, const ardent::data::MNIST& test_set, const Settings& s) {
   fmt::print("| {:-<26} | {:->8} | {:->8} |\n", "", "", "");
   for (const auto& [name, attack] : suite) {
     const auto start = Clock::now();
-    const double accuracy =
-        std::visit([&](const auto& a) { return examples::accuracy_under(model, a, data, s.batch_size); }, attack);
+    const double accuracy = std::visit(
+        [&](const auto& a) { return examples::accuracy_under(model, a, data, s.batch_size); }, attack);
     fmt::print("| {:<26} | {:>7.2f}% | {:>8.1f} |\n", name, 100 * accuracy, seconds_since(start));
     std::fflush(stdout);
   }
@@ -120,9 +118,11 @@ int main(int argc, char** argv) {
   app.add_option("--data", s.data_dir, "Directory with the Fashion-MNIST (or MNIST) IDX files")
       ->check(CLI::ExistingDirectory)
       ->capture_default_str();
-  app.add_option("--epsilon", s.epsilon, "Linf radius of the attacks")->check(CLI::Range(0.0, 1.0))
+  app.add_option("--epsilon", s.epsilon, "Linf radius of the attacks")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  app.add_option("--epsilon-l2", s.epsilon_l2, "L2 radius of PGD-L2")->check(CLI::NonNegativeNumber)
+  app.add_option("--epsilon-l2", s.epsilon_l2, "L2 radius of PGD-L2")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--steps", s.steps, "Steps of the iterative attacks (step size 2.5 eps / steps)")
       ->check(CLI::Range(1, 10000))
@@ -130,9 +130,11 @@ int main(int argc, char** argv) {
   app.add_option("--limit", s.limit, "Attack only the first N test images (0: all 10,000)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app.add_option("--batch-size", s.batch_size, "Images per attack batch")->check(CLI::Range(1, 100000))
+  app.add_option("--batch-size", s.batch_size, "Images per attack batch")
+      ->check(CLI::Range(1, 100000))
       ->capture_default_str();
-  app.add_option("--threads", s.threads, "LibTorch threads (default: all cores)")->check(CLI::Range(1, 1024))
+  app.add_option("--threads", s.threads, "LibTorch threads (default: all cores)")
+      ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--seed", s.seed, "Random seed")->capture_default_str();
   CLI11_PARSE(app, argc, argv);

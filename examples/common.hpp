@@ -29,7 +29,8 @@ inline Subset take(const ardent::data::MNIST& set, int64_t limit) {
 
 /// OMP_NUM_THREADS when set (scripts/launch.sh sets cores / processes), else all cores.
 inline int default_threads() {
-  if (const char* value = std::getenv("OMP_NUM_THREADS"); value != nullptr && std::atoi(value) > 0) return std::atoi(value);
+  if (const char* value = std::getenv("OMP_NUM_THREADS"); value != nullptr && std::atoi(value) > 0)
+    return std::atoi(value);
   return static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
 }
 

@@ -26,7 +26,8 @@ class RandomFGSM {
   RandomFGSM(double epsilon, double random_step) : epsilon_(epsilon), random_step_(random_step) {
     ardent::check_non_negative("RandomFGSM", "epsilon", epsilon);
     if (!(random_step >= 0 && random_step <= epsilon)) {
-      ardent::fail_argument("RandomFGSM", "random_step", fmt::format("is {}, expected a value in [0, epsilon]", random_step));
+      ardent::fail_argument("RandomFGSM", "random_step",
+                            fmt::format("is {}, expected a value in [0, epsilon]", random_step));
     }
   }
 
@@ -56,10 +57,9 @@ struct AgainstTeacherPrediction {
   static constexpr bool uses_clean_teacher_logits = true;  // the Distiller computes T(x) for it
 
   template <typename A, ardent::Model T, ardent::Model S>
-  requires ardent::HasPerturb<A, S>
-  torch::Tensor perturb(A& attack, T& /*teacher*/, S& student, const ardent::AttackInputs& in) const {
-    return attack.perturb(student, in.x, in.teacher_logits.argmax(1));
-  }
+  requires ardent::HasPerturb<A, S> torch::Tensor perturb(A& attack, T& /*teacher*/, S& student,
+                                                          const ardent::AttackInputs& in)
+  const { return attack.perturb(student, in.x, in.teacher_logits.argmax(1)); }
 };
 
 /// The recipe: ARD's weights (alpha = 1) with the objective above.
@@ -100,22 +100,27 @@ int main(int argc, char** argv) {
   int threads = examples::default_threads();
   std::string objective = "labels";
   CLI::App app{"A user-written attack (R+FGSM) and attack objective plugged into ardent's Distiller"};
-  app.add_option("--teacher", teacher_path, "Robust SmallCNN teacher saved by train_teacher")->check(CLI::ExistingFile)
+  app.add_option("--teacher", teacher_path, "Robust SmallCNN teacher saved by train_teacher")
+      ->check(CLI::ExistingFile)
       ->capture_default_str();
   app.add_option("--teacher-width", teacher_width, "The teacher's SmallCNN width")->capture_default_str();
   app.add_option("--width", width, "The student's SmallCNN width")->check(CLI::Range(1, 1024))->capture_default_str();
-  app.add_option("--data", data_dir, "Directory with the Fashion-MNIST IDX files")->check(CLI::ExistingDirectory)
+  app.add_option("--data", data_dir, "Directory with the Fashion-MNIST IDX files")
+      ->check(CLI::ExistingDirectory)
       ->capture_default_str();
   app.add_option("--epsilon", epsilon, "Linf radius")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--epochs", epochs, "Training epochs")->check(CLI::Range(1, 1000))->capture_default_str();
   app.add_option("--limit", limit, "Training images (0: all)")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--eval-limit", eval_limit, "Test images (0: all)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--eval-limit", eval_limit, "Test images (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--objective", objective,
                  "What the attack pushes the student away from: the labels (ARD) or "
                  "the teacher's clean prediction (the user-written recipe)")
       ->check(CLI::IsMember({"labels", "teacher"}))
       ->capture_default_str();
-  app.add_option("--threads", threads, "LibTorch threads (default: all cores)")->check(CLI::Range(1, 1024))
+  app.add_option("--threads", threads, "LibTorch threads (default: all cores)")
+      ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 

@@ -46,23 +46,31 @@ int main(int argc, char** argv) {
   Settings s;
   CLI::App app{"ardent's demo: ARD from a robust teacher against natural training, on Fashion-MNIST"};
   app.add_option("--teacher", s.teacher_path, "Robust teacher (a SmallCNN saved by train_teacher)")
-      ->check(CLI::ExistingFile)->capture_default_str();
-  app.add_option("--teacher-width", s.teacher_width, "The teacher's SmallCNN width")->check(CLI::Range(1, 1024))
+      ->check(CLI::ExistingFile)
+      ->capture_default_str();
+  app.add_option("--teacher-width", s.teacher_width, "The teacher's SmallCNN width")
+      ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--width", s.width, "The students' SmallCNN width")->check(CLI::Range(1, 1024))->capture_default_str();
-  app.add_option("--data", s.data_dir, "Directory with the Fashion-MNIST IDX files")->check(CLI::ExistingDirectory)
+  app.add_option("--data", s.data_dir, "Directory with the Fashion-MNIST IDX files")
+      ->check(CLI::ExistingDirectory)
       ->capture_default_str();
-  app.add_option("--epsilon", s.epsilon, "Linf radius of training and evaluation attacks")->check(CLI::Range(0.0, 1.0))
+  app.add_option("--epsilon", s.epsilon, "Linf radius of training and evaluation attacks")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  app.add_option("--epochs", s.epochs, "Training epochs of each student")->check(CLI::Range(1, 1000))
+  app.add_option("--epochs", s.epochs, "Training epochs of each student")
+      ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   app.add_option("--limit", s.limit, "Train on the first N training images (0: all 60,000)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--eval-limit", s.eval_limit, "Evaluate on the first N test images (0: all 10,000)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--apgd-steps", s.apgd_steps, "Steps of APGD-CE")->check(CLI::Range(1, 10000))->capture_default_str();
   app.add_option("--seed", s.seed, "Random seed")->capture_default_str();
-  app.add_option("--threads", s.threads, "LibTorch threads (default: all cores)")->check(CLI::Range(1, 1024))
+  app.add_option("--threads", s.threads, "LibTorch threads (default: all cores)")
+      ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -80,8 +88,8 @@ int main(int argc, char** argv) {
 
     torch::manual_seed(s.seed);
     ardent::models::SmallCNN natural(ardent::models::SmallCNNOptions(10).width(s.width));
-    ardent::AdversarialTrainer<ardent::models::SmallCNN, ardent::attacks::None> natural_trainer(natural,
-                                                                                                 ardent::attacks::None());
+    ardent::AdversarialTrainer<ardent::models::SmallCNN, ardent::attacks::None> natural_trainer(
+        natural, ardent::attacks::None());
     train(natural_trainer, train_data, s, "natural student");
 
     torch::manual_seed(s.seed);
@@ -92,9 +100,10 @@ int main(int argc, char** argv) {
     train(ard, train_data, s, "ARD student");
 
     const std::vector<ardent::eval::Preset> suite{ardent::eval::pgd(s.epsilon, 20),
-                                                   ardent::eval::apgd_ce(s.epsilon, s.apgd_steps)};
+                                                  ardent::eval::apgd_ce(s.epsilon, s.apgd_steps)};
     fmt::print("\nLinf epsilon {} on {} Fashion-MNIST test images\n\n", s.epsilon, test.images.size(0));
-    fmt::print("| {:<32} | {:>7} | {:>7} | {:>8} |\n", "model", "clean", "PGD-20", fmt::format("APGD-{}", s.apgd_steps));
+    fmt::print("| {:<32} | {:>7} | {:>7} | {:>8} |\n", "model", "clean", "PGD-20",
+               fmt::format("APGD-{}", s.apgd_steps));
     fmt::print("| {:-<32} | {:->7} | {:->7} | {:->8} |\n", "", "", "", "");
     auto row = [&](const std::string& name, ardent::models::SmallCNN& model) {
       model->eval();

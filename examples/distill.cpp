@@ -71,11 +71,21 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
   const auto history = ardent::train::train_loop(trainer, batches, optimizer, std::move(modules), loop);
   if (!examples::main_rank()) return;
   torch::save(student, (dir / "student.pt").string());
-  const nlohmann::json report{{"program", "distill"},     {"recipe", s.recipe},         {"teacher", s.teacher_path},
-                              {"width", s.width},         {"epsilon", s.epsilon},       {"steps", s.steps},
-                              {"alpha", s.alpha},         {"temperature", s.temperature}, {"epochs", s.epochs},
-                              {"batch_size", s.batch_size}, {"lr", s.lr},               {"train_images", train.images.size(0)},
-                              {"eval_images", test.images.size(0)}, {"seed", s.seed},   {"history", history}};
+  const nlohmann::json report{{"program", "distill"},
+                              {"recipe", s.recipe},
+                              {"teacher", s.teacher_path},
+                              {"width", s.width},
+                              {"epsilon", s.epsilon},
+                              {"steps", s.steps},
+                              {"alpha", s.alpha},
+                              {"temperature", s.temperature},
+                              {"epochs", s.epochs},
+                              {"batch_size", s.batch_size},
+                              {"lr", s.lr},
+                              {"train_images", train.images.size(0)},
+                              {"eval_images", test.images.size(0)},
+                              {"seed", s.seed},
+                              {"history", history}};
   ardent::train::write_json(report, dir / "report.json");
   if (!history.empty()) {
     fmt::print("final: clean {:.2f}%, PGD-20 {:.2f}% on {} test images; wrote {}\n",
@@ -115,7 +125,8 @@ void distill(Teacher teacher, ardent::models::SmallCNN student, const examples::
 int main(int argc, char** argv) {
   Settings s;
   CLI::App app{"Distil a robust SmallCNN student on Fashion-MNIST (ARD, RSLAD, AdaAD, KD) or train a baseline"};
-  app.add_option("--data", s.data_dir, "Directory with the Fashion-MNIST IDX files")->check(CLI::ExistingDirectory)
+  app.add_option("--data", s.data_dir, "Directory with the Fashion-MNIST IDX files")
+      ->check(CLI::ExistingDirectory)
       ->capture_default_str();
   app.add_option("--recipe", s.recipe,
                  "ard, ard_official, rslad, adaad, kd (need --teacher), or natural, madry (no teacher)")
@@ -123,33 +134,48 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--teacher", s.teacher_path, "Teacher file")->check(CLI::ExistingFile);
   app.add_option("--teacher-format", s.teacher_format, "ardent (train_teacher's teacher.pt), state-dict or torchscript")
-      ->check(CLI::IsMember({"ardent", "state-dict", "torchscript"}))->capture_default_str();
+      ->check(CLI::IsMember({"ardent", "state-dict", "torchscript"}))
+      ->capture_default_str();
   app.add_option("--teacher-width", s.teacher_width, "SmallCNN width of an ardent or state-dict teacher")
-      ->check(CLI::Range(1, 1024))->capture_default_str();
-  app.add_option("--width", s.width, "SmallCNN width of the student")->check(CLI::Range(1, 1024))->capture_default_str();
-  app.add_option("--epsilon", s.epsilon, "Linf radius of the training attack")->check(CLI::Range(0.0, 1.0))
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--width", s.width, "SmallCNN width of the student")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--epsilon", s.epsilon, "Linf radius of the training attack")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   app.add_option("--steps", s.steps, "PGD steps of the training attack (step size 2.5 eps / steps)")
-      ->check(CLI::Range(1, 1000))->capture_default_str();
-  auto* alpha_option = app.add_option("--alpha", s.alpha, "Weight of the distillation term (ard, ard_official: "
-                                      "default 1; kd: default 0.9)")->check(CLI::Range(0.0, 1.0));
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  auto* alpha_option = app.add_option("--alpha", s.alpha,
+                                      "Weight of the distillation term (ard, ard_official: "
+                                      "default 1; kd: default 0.9)")
+                           ->check(CLI::Range(0.0, 1.0));
   app.add_option("--temperature", s.temperature, "KL temperature (0: the recipe's default, 30 for ARD, 4 for KD)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--epochs", s.epochs, "Training epochs")->check(CLI::Range(1, 10000))->capture_default_str();
-  app.add_option("--batch-size", s.batch_size, "Training batch size")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--batch-size", s.batch_size, "Training batch size")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   app.add_option("--lr", s.lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--limit", s.limit, "Train on the first N training images only (0: all 60,000)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--eval-limit", s.eval_limit, "Test images for the per-epoch clean / PGD-20 accuracy (0: all)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--seed", s.seed, "Random seed (weights, data order, attack starts)")->capture_default_str();
-  app.add_option("--threads", s.threads, "LibTorch threads (default: all cores)")->check(CLI::Range(1, 1024))
+  app.add_option("--threads", s.threads, "LibTorch threads (default: all cores)")
+      ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--out", s.out, "Output directory")->capture_default_str();
   app.add_flag("--resume", s.resume, "Continue from <out>/checkpoint.pt");
   CLI11_PARSE(app, argc, argv);
   if (alpha_option->count() == 0 && s.recipe == "kd") s.alpha = 0.9;
-  if (s.temperature == 0) s.temperature = s.recipe == "kd" ? 4.0 : s.recipe == "rslad" || s.recipe == "adaad" ? 1.0 : 30.0;
+  if (s.temperature == 0)
+    s.temperature = s.recipe == "kd" ? 4.0 : s.recipe == "rslad" || s.recipe == "adaad" ? 1.0 : 30.0;
 
   try {
     examples::set_threads(s.threads);
@@ -168,7 +194,8 @@ int main(int argc, char** argv) {
                               .steps(s.steps);
       std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"student", student.ptr()}};
       if (s.recipe == "natural") {
-        ardent::AdversarialTrainer<ardent::models::SmallCNN, ardent::attacks::None> trainer(student, ardent::attacks::None());
+        ardent::AdversarialTrainer<ardent::models::SmallCNN, ardent::attacks::None> trainer(student,
+                                                                                            ardent::attacks::None());
         run(trainer, student, modules, train, test, s);
       } else {
         auto trainer = ardent::make_madry_trainer(student, attack);

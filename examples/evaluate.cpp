@@ -98,10 +98,8 @@ int run(M& model, const torch::Tensor& x, const torch::Tensor& y, const Settings
     fmt::print("report written to {}\n", s.json_path);
   }
   if (!s.robustbench_path.empty()) {
-    report.write_robustbench_json(s.robustbench_path, ardent::RobustBenchMetadata()
-                                                          .name(s.name)
-                                                          .architecture(s.architecture)
-                                                          .dataset(s.dataset));
+    report.write_robustbench_json(
+        s.robustbench_path, ardent::RobustBenchMetadata().name(s.name).architecture(s.architecture).dataset(s.dataset));
     fmt::print("RobustBench entry written to {}\n", s.robustbench_path);
   }
   return 0;

@@ -89,7 +89,8 @@ void run(Teacher teacher, const examples::Subset& train, const examples::Subset&
                 /*append=*/start_epoch > 0);
     if (start_epoch > 0 && !checkpoint.metrics.empty()) log->replace(checkpoint.metrics);
     if (checkpoint.metrics.empty()) checkpoint.metrics = log->header();
-    if (start_epoch > 0) fmt::print(stderr, "resuming from {} after epoch {}\n", (dir / "checkpoint.pt").string(), start_epoch);
+    if (start_epoch > 0)
+      fmt::print(stderr, "resuming from {} after epoch {}\n", (dir / "checkpoint.pt").string(), start_epoch);
   }
   for (int64_t epoch = start_epoch; epoch < s.epochs; ++epoch) {
     batches.set_epoch(epoch);
@@ -98,12 +99,14 @@ void run(Teacher teacher, const examples::Subset& train, const examples::Subset&
     if (world.is_main()) {
       ardent::train::Progress progress(batches.batches_per_epoch(), s.epochs, 20);
       progress.on_epoch_begin(ard, epoch);
-      summary = ardent::fit(ard, batches, optimizer, 1, ardent::train::detail::BatchEndOnly<ardent::train::Progress>{progress});
+      summary = ardent::fit(ard, batches, optimizer, 1,
+                            ardent::train::detail::BatchEndOnly<ardent::train::Progress>{progress});
       progress.on_epoch_end(ard, epoch, summary.epochs.back());
     } else {
       summary = ardent::fit(ard, batches, optimizer, 1);
     }
-    const double loss = ardent::distributed::mean_over_ranks(world, summary.epochs.back().mean_loss, summary.epochs.back().samples);
+    const double loss = ardent::distributed::mean_over_ranks(world, summary.epochs.back().mean_loss,
+                                                             summary.epochs.back().samples);
     const double clean = examples::accuracy_under(student, ardent::attacks::None(), test, 100);
     const double robust = examples::accuracy_under(student, examples::pgd(8.0 / 255, 20), test, 100);
     if (!world.is_main()) continue;
@@ -130,19 +133,30 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingDirectory);
   app.add_option("--synthetic", s.synthetic, "Use N random images instead of --data (a pipeline check)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--teacher", s.teacher_path, "ResNet18 teacher file (without it: a randomly initialised teacher, "
-                 "for pipeline checks only)")->check(CLI::ExistingFile);
-  app.add_option("--teacher-format", s.teacher_format, "state-dict (PyTorch torch.save), ardent (torch::save) or torchscript")
-      ->check(CLI::IsMember({"state-dict", "ardent", "torchscript"}))->capture_default_str();
-  app.add_option("--epochs", s.epochs, "Training epochs (the paper: 200)")->check(CLI::Range(1, 10000))->capture_default_str();
-  app.add_option("--batch-size", s.batch_size, "Batch size")->check(CLI::Range(1, 100000))->capture_default_str();
-  app.add_option("--lr", s.lr, "SGD learning rate (momentum 0.9, weight decay 2e-4)")->check(CLI::PositiveNumber)
+  app.add_option("--teacher", s.teacher_path,
+                 "ResNet18 teacher file (without it: a randomly initialised teacher, "
+                 "for pipeline checks only)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--teacher-format", s.teacher_format,
+                 "state-dict (PyTorch torch.save), ardent (torch::save) or torchscript")
+      ->check(CLI::IsMember({"state-dict", "ardent", "torchscript"}))
       ->capture_default_str();
-  app.add_option("--limit", s.limit, "Train on the first N images (0: all)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--epochs", s.epochs, "Training epochs (the paper: 200)")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  app.add_option("--batch-size", s.batch_size, "Batch size")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--lr", s.lr, "SGD learning rate (momentum 0.9, weight decay 2e-4)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--limit", s.limit, "Train on the first N images (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--eval-limit", s.eval_limit, "Test images for the per-epoch accuracy (0: all)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--seed", s.seed, "Random seed")->capture_default_str();
-  app.add_option("--threads", s.threads, "LibTorch threads (default: all cores)")->check(CLI::Range(1, 1024))
+  app.add_option("--threads", s.threads, "LibTorch threads (default: all cores)")
+      ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--out", s.out, "Output directory (student.pt, checkpoint.pt, metrics.csv)")->capture_default_str();
   app.add_flag("--resume", s.resume, "Continue from <out>/checkpoint.pt");

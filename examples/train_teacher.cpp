@@ -27,27 +27,38 @@ int main(int argc, char** argv) {
   bool resume = false;
 
   CLI::App app{"Adversarially train a SmallCNN teacher on Fashion-MNIST (Madry AT or TRADES)"};
-  app.add_option("--data", data_dir, "Directory with the Fashion-MNIST IDX files")->check(CLI::ExistingDirectory)
+  app.add_option("--data", data_dir, "Directory with the Fashion-MNIST IDX files")
+      ->check(CLI::ExistingDirectory)
       ->capture_default_str();
   app.add_option("--out", out, "Output directory (teacher.pt, checkpoint.pt, metrics.csv, report.json)")
       ->capture_default_str();
-  app.add_option("--method", method, "madry or trades")->check(CLI::IsMember({"madry", "trades"}))->capture_default_str();
-  app.add_option("--width", width, "SmallCNN width (channels of its first convolution)")->check(CLI::Range(1, 1024))
+  app.add_option("--method", method, "madry or trades")
+      ->check(CLI::IsMember({"madry", "trades"}))
       ->capture_default_str();
-  app.add_option("--epsilon", epsilon, "Linf radius of the training attack")->check(CLI::Range(0.0, 1.0))
+  app.add_option("--width", width, "SmallCNN width (channels of its first convolution)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--epsilon", epsilon, "Linf radius of the training attack")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   app.add_option("--steps", steps, "PGD steps of the training attack (step size 2.5 eps / steps)")
-      ->check(CLI::Range(1, 1000))->capture_default_str();
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   app.add_option("--beta", beta, "TRADES trade-off beta")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--epochs", epochs, "Training epochs")->check(CLI::Range(1, 10000))->capture_default_str();
-  app.add_option("--batch-size", batch_size, "Training batch size")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--batch-size", batch_size, "Training batch size")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   app.add_option("--lr", lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--limit", limit, "Train on the first N training images only (0: all 60,000)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--eval-limit", eval_limit, "Test images for the per-epoch clean / PGD-20 accuracy (0: all)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--seed", seed, "Random seed (weights, data order, attack starts)")->capture_default_str();
-  app.add_option("--threads", threads, "LibTorch threads (default: all cores)")->check(CLI::Range(1, 1024))
+  app.add_option("--threads", threads, "LibTorch threads (default: all cores)")
+      ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_flag("--resume", resume, "Continue from <out>/checkpoint.pt");
   CLI11_PARSE(app, argc, argv);

@@ -60,8 +60,8 @@ inline void cifar(const uint8_t* data, std::size_t size) {
 /// The checkpoint reader, into a SmallCNN of width 2 with Adam. It reads a file, so the bytes go
 /// to a temporary one first.
 inline void checkpoint(const uint8_t* data, std::size_t size) {
-  static const std::filesystem::path path =
-      std::filesystem::temp_directory_path() / ("ardent_fuzz_checkpoint_" + std::to_string(::getpid()) + ".pt");
+  static const std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                            ("ardent_fuzz_checkpoint_" + std::to_string(::getpid()) + ".pt");
   {
     std::FILE* f = std::fopen(path.c_str(), "wb");
     if (f == nullptr) return;

@@ -1,6 +1,6 @@
 #pragma once
-// The attack contract of DESIGN.md section 3, written once and run over every attack (built-in
-// cases in attacks_test.cpp and strong_attacks_test.cpp). A case provides:
+// The attack contract of docs/design.md ("Guarantees every part keeps"), written once and run over every attack
+// (built-in cases in attacks_test.cpp and strong_attacks_test.cpp). A case provides:
 //   static A make(double eps)     the attack, built with radius eps (L2 cases scale it: radius<Case>)
 //   static constexpr Norm norm    the norm of its ball
 //   bool bounded                  the result lies in the ball (CW has none)

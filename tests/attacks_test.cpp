@@ -1,7 +1,7 @@
-// The attack contract (DESIGN.md section 3), run over every built-in attack, and the attacks
+// The attack contract (docs/design.md, "Guarantees every part keeps"), run over every built-in attack, and the attacks
 // against the reference vectors of an independent implementation (tests/data/attack_vectors).
-#include "catch.hpp"
 #include "attack_contract.hpp"
+#include "catch.hpp"
 #include "helpers.hpp"
 
 #include <ardent/ardent.hpp>
@@ -210,8 +210,8 @@ TEST_CASE("attacks reject bad input with a message naming the argument", "[attac
     CHECK_THROWS_WITH(attacks::MIFGSM(attacks::MIFGSMOptions(0.1).step_size(-1)), ContainsSubstring("'step_size'"));
   }
   SECTION("bad labels") {
-    CHECK_THROWS_WITH(pgd.perturb(model, x, y.to(torch::kFloat)), ContainsSubstring("'labels'") &&
-                                                                       ContainsSubstring("int64"));
+    CHECK_THROWS_WITH(pgd.perturb(model, x, y.to(torch::kFloat)),
+                      ContainsSubstring("'labels'") && ContainsSubstring("int64"));
     CHECK_THROWS_WITH(pgd.perturb(model, x, y.slice(0, 0, 3)), ContainsSubstring("'labels'"));
     CHECK_THROWS_WITH(pgd.perturb(model, x, y.unsqueeze(1)), ContainsSubstring("'labels'"));
     CHECK_THROWS_WITH(pgd.perturb(model, x, torch::full({4}, 5, torch::kLong)),

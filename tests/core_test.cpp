@@ -99,8 +99,7 @@ TEST_CASE("objectives compute their formulas on hand-written logits", "[core][ob
     CHECK_THROWS_WITH(objectives::CrossEntropy{torch::tensor({1, 4}, torch::kLong)}(logits),
                       ContainsSubstring("'labels'") && ContainsSubstring("[0, 4)"));
     CHECK_THROWS_WITH(objectives::CWMargin{torch::tensor({1}, torch::kLong)}(logits), ContainsSubstring("'labels'"));
-    CHECK_THROWS_WITH(objectives::KLDivergence{logits.slice(1, 0, 3)}(logits),
-                      ContainsSubstring("'reference_logits'"));
+    CHECK_THROWS_WITH(objectives::KLDivergence{logits.slice(1, 0, 3)}(logits), ContainsSubstring("'reference_logits'"));
   }
 }
 

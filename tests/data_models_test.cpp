@@ -29,8 +29,8 @@ struct TempDir {
 };
 
 void write_plain(const std::filesystem::path& path, const std::vector<unsigned char>& bytes) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                              static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
 void write_gzip(const std::filesystem::path& path, const std::vector<unsigned char>& bytes) {
@@ -144,7 +144,8 @@ TEST_CASE("CIFAR-100 binary files give fine or coarse labels, and malformed ones
   auto truncated = bytes;
   truncated.resize(3074 + 10);
   write_gzip(tmp.path / "train.bin.gz", truncated);
-  CHECK_THROWS_WITH(ardent::data::CIFAR100(tmp.path), ContainsSubstring("train.bin.gz") && ContainsSubstring("truncated"));
+  CHECK_THROWS_WITH(ardent::data::CIFAR100(tmp.path),
+                    ContainsSubstring("train.bin.gz") && ContainsSubstring("truncated"));
   auto bad = bytes;
   bad[1] = 100;
   write_plain(tmp.path / "test.bin", bad);

@@ -66,7 +66,8 @@ double soft_ce_by_hand(const torch::Tensor& student, const torch::Tensor& teache
       zt += std::exp(teacher[b][c].item<double>() / t);
     }
     for (int64_t c = 0; c < student.size(1); ++c) {
-      total -= std::exp(teacher[b][c].item<double>() / t) / zt * std::log(std::exp(student[b][c].item<double>() / t) / zs);
+      total -= std::exp(teacher[b][c].item<double>() / t) / zt *
+               std::log(std::exp(student[b][c].item<double>() / t) / zs);
     }
   }
   return total;
@@ -123,8 +124,8 @@ TEST_CASE("KL, CE and MSE equal their closed forms, with gradients matching fini
   check_gradient([&](const torch::Tensor& z) { return mse(z, teacher); }, student);
   const targets::FeatureMaps fs{{student, student * 2}};
   const targets::FeatureMaps ft{{teacher, teacher}};
-  CHECK(mse(fs, ft).item<double>() ==
-        Approx(torch::mse_loss(student, teacher).item<double>() + torch::mse_loss(student * 2, teacher).item<double>()));
+  CHECK(mse(fs, ft).item<double>() == Approx(torch::mse_loss(student, teacher).item<double>() +
+                                             torch::mse_loss(student * 2, teacher).item<double>()));
 
   SECTION("KL on probabilities equals KL on the logits they came from") {
     const losses::KL kl4(losses::KLOptions().temperature(4.0));
@@ -410,10 +411,8 @@ namespace {
 struct AgainstTeacherPrediction {
   static constexpr bool uses_clean_teacher_logits = true;
   template <typename A, Model T, Model S>
-  requires HasPerturb<A, S>
-  torch::Tensor perturb(A& attack, T& /*teacher*/, S& student, const AttackInputs& in) const {
-    return attack.perturb(student, in.x, in.teacher_logits.argmax(1));
-  }
+  requires HasPerturb<A, S> torch::Tensor perturb(A& attack, T& /*teacher*/, S& student, const AttackInputs& in)
+  const { return attack.perturb(student, in.x, in.teacher_logits.argmax(1)); }
 };
 
 // A loss that is NaN: the step must refuse it before the optimizer moves anything.
@@ -592,9 +591,9 @@ TEST_CASE("Features builds connectors exactly where channels differ, and trains 
   CHECK(connector_parameters[0].grad().abs().sum().item<double>() > 0);
   CHECK_FALSE(torch::equal(connector_parameters[0], before));
 
-  CHECK_THROWS_WITH(Distiller(teacher, student, attacks::PGD(kAttack), losses::MSE(), targets::Features{},
-                              recipes::ard(1.0)),
-                    ContainsSubstring("'input_shape'"));
+  CHECK_THROWS_WITH(
+      Distiller(teacher, student, attacks::PGD(kAttack), losses::MSE(), targets::Features{}, recipes::ard(1.0)),
+      ContainsSubstring("'input_shape'"));
 }
 
 TEST_CASE("distillation drives the student's KL to the teacher down", "[distill][convergence]") {
@@ -619,7 +618,8 @@ TEST_CASE("distillation drives the student's KL to the teacher down", "[distill]
   auto ard = make_ard(teacher, student, 0.9, 2.0, attacks::PGDOptions(0.02).step_size(0.01).steps(2));
   torch::optim::Adam optimizer(ard.parameters(), 0.01);
   std::vector<std::pair<torch::Tensor, torch::Tensor>> loader;
-  for (int64_t b = 0; b < 4; ++b) loader.emplace_back(x.slice(0, b * 16, (b + 1) * 16), y.slice(0, b * 16, (b + 1) * 16));
+  for (int64_t b = 0; b < 4; ++b)
+    loader.emplace_back(x.slice(0, b * 16, (b + 1) * 16), y.slice(0, b * 16, (b + 1) * 16));
   const auto summary = ard.fit(loader, optimizer, 15);
   CHECK(summary.epochs_completed == 15);
   CHECK(summary.epochs.back().mean_loss < summary.epochs.front().mean_loss);
@@ -652,9 +652,7 @@ struct NoHooks {};
 
 struct PairDataset : torch::data::datasets::Dataset<PairDataset> {
   PairDataset(torch::Tensor x, torch::Tensor y) : x(std::move(x)), y(std::move(y)) {}
-  torch::data::Example<> get(size_t i) override {
-    return {x[static_cast<int64_t>(i)], y[static_cast<int64_t>(i)]};
-  }
+  torch::data::Example<> get(size_t i) override { return {x[static_cast<int64_t>(i)], y[static_cast<int64_t>(i)]}; }
   torch::optional<size_t> size() const override { return static_cast<size_t>(x.size(0)); }
   torch::Tensor x;
   torch::Tensor y;
@@ -702,7 +700,8 @@ TEST_CASE("adversarial training: Madry and TRADES", "[distill][trainer]") {
   Setup s;
   SECTION("TRADES' loss is CE(f(x), y) + beta KL(f(x) || f(x'))") {
     // TRADES starts at x + 0.001 N(0, 1): at x itself the KL has a zero gradient.
-    auto trainer = AdversarialTrainer(s.student, attacks::PGD(attacks::PGDOptions(kAttack).start_noise(0.001)), recipes::trades(3.0));
+    auto trainer = AdversarialTrainer(s.student, attacks::PGD(attacks::PGDOptions(kAttack).start_noise(0.001)),
+                                      recipes::trades(3.0));
     torch::optim::SGD optimizer(trainer.parameters(), 0.0);  // learning rate 0: the model stays put
     trainer.train();
     torch::manual_seed(5);
@@ -743,9 +742,9 @@ TEST_CASE("the Distiller rejects bad input with the argument named", "[distill][
   CHECK_THROWS_WITH(Distiller(s.teacher, s.student, attacks::None(), losses::KL(), targets::Logits{},
                               DistillerOptions().adversarial_weight(0)),
                     ContainsSubstring("are all 0"));
-  CHECK_THROWS_WITH(Distiller(s.teacher, s.student, attacks::PGD(kAttack), losses::KL(), targets::Logits{},
-                              recipes::ard_official()),
-                    ContainsSubstring("'attack'") && ContainsSubstring("eval_mode(false)"));
+  CHECK_THROWS_WITH(
+      Distiller(s.teacher, s.student, attacks::PGD(kAttack), losses::KL(), targets::Logits{}, recipes::ard_official()),
+      ContainsSubstring("'attack'") && ContainsSubstring("eval_mode(false)"));
 
   auto ard = make_ard(s.teacher, s.student, 1.0, 30.0, kAttack);
   CHECK_THROWS_WITH(ard.step(s.x, torch::full({8}, 3, torch::kLong), optimizer),

@@ -285,8 +285,8 @@ struct RandomSearch {
 };
 template <typename Json>
 void to_json(Json& j, const RandomSearch& attack) {
-  j = Json{{"attack", "RandomSearch"}, {"gradient_free", true}, {"epsilon", attack.epsilon},
-           {"queries", attack.queries}};
+  j = Json{
+      {"attack", "RandomSearch"}, {"gradient_free", true}, {"epsilon", attack.epsilon}, {"queries", attack.queries}};
 }
 
 }  // namespace user
@@ -364,7 +364,9 @@ TEST_CASE("a user's attack works in evaluate, in a Preset and a NamedAttack, on 
   CHECK(from_script.attacks[0].worst_case_accuracy == from_module.attacks[0].worst_case_accuracy);
   // Brighten is deterministic: its accuracy is that of the model on the brightened inputs.
   CHECK(from_script.attacks[0].worst_case_accuracy ==
-        Approx(ardent::forward(ref.model, x).argmax(1).eq(y)
+        Approx(ardent::forward(ref.model, x)
+                   .argmax(1)
+                   .eq(y)
                    .logical_and(ardent::forward(ref.model, (x + 0.3).clamp(0, 1)).argmax(1).eq(y))
                    .to(torch::kDouble)
                    .mean()
@@ -489,8 +491,7 @@ TEST_CASE("APGD with expectation over transformation averages the gradient over 
 
 TEST_CASE("the RobustBench entry has the fields of RobustBench's model entries", "[eval][robustbench]") {
   auto ref = ardent_test::load_reference();
-  const auto report = evaluate(ref.model, ref.x.slice(0, 0, 16), ref.y.slice(0, 0, 16),
-                               {eval::apgd_ce(8.0 / 255, 2)});
+  const auto report = evaluate(ref.model, ref.x.slice(0, 0, 16), ref.y.slice(0, 0, 16), {eval::apgd_ce(8.0 / 255, 2)});
   const auto metadata = RobustBenchMetadata()
                             .name("ARD student")
                             .link("https://arxiv.org/abs/1905.09747")
@@ -504,8 +505,7 @@ TEST_CASE("the RobustBench entry has the fields of RobustBench's model entries",
   const auto j = nlohmann::json::parse(in);
   std::filesystem::remove(path);
   for (const char* key : {"link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
-                          "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "footnote",
-                          "unreliable"}) {
+                          "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "footnote", "unreliable"}) {
     INFO(key);
     CHECK(j.contains(key));
   }

@@ -1,5 +1,5 @@
 #pragma once
-// Shared test fixtures: the reference data copied from ../shared/reference (see data/*/README.md).
+// Shared test fixtures: the reference data in tests/data (each folder's README.md says where it came from).
 
 #include "catch.hpp"
 
@@ -42,8 +42,7 @@ inline Reference load_reference() {
 }
 
 inline torch::Tensor reference_adversarial(const std::string& attack) {
-  return read_bin(data_dir() / "attack_vectors" / ("smallcnn_" + attack + ".bin"), {64, 1, 28, 28},
-                  torch::kFloat32);
+  return read_bin(data_dir() / "attack_vectors" / ("smallcnn_" + attack + ".bin"), {64, 1, 28, 28}, torch::kFloat32);
 }
 
 /// ardent's SmallCNN (width 16) with the weights of the TorchScript reference model.

@@ -67,7 +67,9 @@ std::string str(const std::string& text) { return "X" + u32(static_cast<uint32_t
 /// float elements (LONG1-encoded integers, so any int64 fits).
 std::string tensor_pickle(const std::vector<int64_t>& sizes, const std::vector<int64_t>& strides, int64_t numel,
                           int64_t offset = 0) {
-  auto integer = [](int64_t v) { return std::string("\x8a\x08", 2) + std::string(reinterpret_cast<const char*>(&v), 8); };
+  auto integer = [](int64_t v) {
+    return std::string("\x8a\x08", 2) + std::string(reinterpret_cast<const char*>(&v), 8);
+  };
   auto tuple = [&](const std::vector<int64_t>& values) {
     std::string out = "(";
     for (auto v : values) out += integer(v);
@@ -85,8 +87,7 @@ std::string tensor_pickle(const std::vector<int64_t>& sizes, const std::vector<i
 
 // ---- defects 1-5: the state-dict reader ---------------------------------------------------------
 
-TEST_CASE("defect 1: a list nested 200,000 deep is refused past kMaxPickleDepth, without recursion",
-          "[reliability]") {
+TEST_CASE("defect 1: a list nested 200,000 deep is refused past kMaxPickleDepth, without recursion", "[reliability]") {
   TempDir tmp("deep");
   constexpr int depth = 200000;
   std::string p = "\x80\x02";
@@ -142,7 +143,11 @@ TEST_CASE("defect 4: a list that contains itself is freed with the rest", "[reli
   std::string base = tensor_pickle({2}, {1}, 2);
   base.resize(base.size() - 2);  // drop "u." to add entries
   std::string p = "\x80\x02}(" + str("state_dict") + "}q\x06" + base.substr(3) + "u";
-  p += str("loop") + "]q\x05h\x05" "a" "h\x06" "a";  // L = [L, the state dict]
+  p += str("loop") +
+       "]q\x05h\x05"
+       "a"
+       "h\x06"
+       "a";  // L = [L, the state dict]
   p += "u.";
   const std::string two(8, '\0');
   const auto dict = ardent::read_state_dict(archive(tmp.path / "cycle.pt", p, {{"0", two}}));
@@ -195,7 +200,8 @@ TEST_CASE("the shipped teacher loads as a state dict and as a module; the wrong 
   ardent::load_module(from_archive, models / "fashion_teacher.pt");
   SmallCNN from_state_dict(SmallCNNOptions(10).width(32));
   ardent::load_state_dict(from_state_dict, models / "fashion_teacher.state_dict.pt");
-  for (const auto& p : from_archive->named_parameters()) CHECK(torch::equal(p.value(), from_state_dict->named_parameters()[p.key()]));
+  for (const auto& p : from_archive->named_parameters())
+    CHECK(torch::equal(p.value(), from_state_dict->named_parameters()[p.key()]));
   CHECK_THROWS_WITH(ardent::load_state_dict(from_state_dict, models / "fashion_teacher.pt"),
                     ContainsSubstring("torch::save") && ContainsSubstring("ardent::load_module(model, path)"));
   CHECK_THROWS_WITH(ardent::load_module(from_archive, models / "fashion_teacher.state_dict.pt"),
@@ -239,9 +245,9 @@ TEST_CASE("defect 7: a corrupted checkpoint is refused naming the file; the prev
   SmallCNN other(SmallCNNOptions(10).width(2));
   const auto before = other->named_parameters()["fc.weight"].clone();
   ardent::train::Checkpoint target{0, {{"model", other.ptr()}}, nullptr};
-  CHECK_THROWS_WITH(ardent::train::load_checkpoint(target, path),
-                    ContainsSubstring(path.string()) && ContainsSubstring("CRC-32") &&
-                        ContainsSubstring("checkpoint.prev.pt"));
+  CHECK_THROWS_WITH(ardent::train::load_checkpoint(target, path), ContainsSubstring(path.string()) &&
+                                                                      ContainsSubstring("CRC-32") &&
+                                                                      ContainsSubstring("checkpoint.prev.pt"));
   CHECK(torch::equal(other->named_parameters()["fc.weight"], before));
   CHECK(ardent::train::load_checkpoint(target, tmp.path / "checkpoint.prev.pt") == 1);
 }
@@ -262,8 +268,7 @@ TEST_CASE("defect 8: resuming with other run options or other shapes is refused 
   TempDir tmp("options");
   SmallCNN model(SmallCNNOptions(10).width(2));
   const auto path = tmp.path / "checkpoint.pt";
-  ardent::train::save_checkpoint({1, {{"student", model.ptr()}}, nullptr, {{"width", "2"}, {"epsilon", "0.1"}}},
-                                 path);
+  ardent::train::save_checkpoint({1, {{"student", model.ptr()}}, nullptr, {{"width", "2"}, {"epsilon", "0.1"}}}, path);
   SmallCNN wider(SmallCNNOptions(10).width(3));
   const auto before = wider->named_parameters()["c1.weight"].clone();
   ardent::train::Checkpoint resumed{0, {{"student", wider.ptr()}}, nullptr, {{"width", "3"}, {"epsilon", "0.1"}}};
@@ -386,9 +391,10 @@ std::string metrics_without_seconds(const fs::path& path) {
 
 }  // namespace
 
-TEST_CASE("kill and resume: runs killed at any moment, also while writing the checkpoint, end as an "
-          "uninterrupted run",
-          "[reliability][kill]") {
+TEST_CASE(
+    "kill and resume: runs killed at any moment, also while writing the checkpoint, end as an "
+    "uninterrupted run",
+    "[reliability][kill]") {
   TempDir tmp("kill");
   const auto straight = tmp.path / "straight";
   const auto killed = tmp.path / "killed";

@@ -1,7 +1,7 @@
-// The attack contract (DESIGN.md section 3) over CW, CW-Linf and APGD, and their behaviour on the
-// reference model of tests/data/attack_vectors.
-#include "catch.hpp"
+// The attack contract (docs/design.md, "Guarantees every part keeps") over CW, CW-Linf and APGD, and their behaviour on
+// the reference model of tests/data/attack_vectors.
 #include "attack_contract.hpp"
+#include "catch.hpp"
 #include "helpers.hpp"
 
 #include <ardent/attacks/apgd.hpp>

@@ -99,7 +99,8 @@ TEST_CASE("resuming from a checkpoint gives the weights of an uninterrupted run,
   bool any_trained = false;
   for (std::size_t i = 0; i < a.size(); ++i) CHECK(torch::equal(a[i], b[i]));
   Run untrained(x, y, 1);
-  for (std::size_t i = 0; i < a.size(); ++i) any_trained = any_trained || !torch::equal(a[i], untrained.model->parameters()[i]);
+  for (std::size_t i = 0; i < a.size(); ++i)
+    any_trained = any_trained || !torch::equal(a[i], untrained.model->parameters()[i]);
   CHECK(any_trained);
   CHECK_FALSE(std::filesystem::exists(tmp.path / "resumed.pt.tmp"));  // written, then renamed into place
 }
@@ -111,5 +112,6 @@ TEST_CASE("a damaged checkpoint is rejected with its path", "[train]") {
   ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(2));
   ardent::train::Checkpoint checkpoint{0, {{"model", model.ptr()}}, nullptr};
   CHECK_THROWS_WITH(ardent::train::load_checkpoint(checkpoint, path), ContainsSubstring("broken.pt"));
-  CHECK_THROWS_WITH(ardent::train::load_checkpoint(checkpoint, tmp.path / "missing.pt"), ContainsSubstring("missing.pt"));
+  CHECK_THROWS_WITH(ardent::train::load_checkpoint(checkpoint, tmp.path / "missing.pt"),
+                    ContainsSubstring("missing.pt"));
 }

@@ -16,7 +16,7 @@ namespace ardent {
 #define ARDENT_VERSION_TEXT(major, minor, patch) ARDENT_VERSION_TEXT_(major, minor, patch)
 
 /// The version as text, "major.minor.patch".
-inline constexpr const char* version_string =
-    ARDENT_VERSION_TEXT(ARDENT_VERSION_MAJOR, ARDENT_VERSION_MINOR, ARDENT_VERSION_PATCH);
+inline constexpr const char* version_string = ARDENT_VERSION_TEXT(ARDENT_VERSION_MAJOR, ARDENT_VERSION_MINOR,
+                                                                  ARDENT_VERSION_PATCH);
 
 }  // namespace ardent

@@ -31,14 +31,22 @@ Args parse(int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     const std::string k = argv[i];
     auto next = [&] { return std::string(argv[++i]); };
-    if (k == "--method") a.method = next();
-    else if (k == "--batch") a.batch = std::stoll(next());
-    else if (k == "--epochs") a.epochs = std::stoll(next());
-    else if (k == "--out") a.out = next();
-    else if (k == "--resume") a.resume = true;
-    else if (k == "--kill-rank") a.kill_rank = std::stoll(next());
-    else if (k == "--kill-batch") a.kill_batch = std::stoll(next());
-    else throw std::invalid_argument("unknown argument " + k);
+    if (k == "--method")
+      a.method = next();
+    else if (k == "--batch")
+      a.batch = std::stoll(next());
+    else if (k == "--epochs")
+      a.epochs = std::stoll(next());
+    else if (k == "--out")
+      a.out = next();
+    else if (k == "--resume")
+      a.resume = true;
+    else if (k == "--kill-rank")
+      a.kill_rank = std::stoll(next());
+    else if (k == "--kill-batch")
+      a.kill_batch = std::stoll(next());
+    else
+      throw std::invalid_argument("unknown argument " + k);
   }
   return a;
 }
@@ -200,10 +208,14 @@ int main(int argc, char** argv) {
     if (mode == "shards") return shards(argv[2], std::stoll(argv[3]), argv[4]);
     if (mode == "reports") return reports(argv[2], argv[3]);
     const auto a = parse(argc, argv);
-    if (mode == "train") train(a);
-    else if (mode == "shard") shard(a);
-    else if (mode == "eval") eval(a);
-    else throw std::invalid_argument("unknown mode " + mode);
+    if (mode == "train")
+      train(a);
+    else if (mode == "shard")
+      shard(a);
+    else if (mode == "eval")
+      eval(a);
+    else
+      throw std::invalid_argument("unknown mode " + mode);
   } catch (const std::exception& e) {
     fmt::print(stderr, "worker: {}\n", e.what());
     return 1;

@@ -17,8 +17,7 @@ struct FGSMOptions {
 class FGSM {
  public:
   explicit FGSM(FGSMOptions options) : options_(options) {
-    detail::check_common_options("ardent::attacks::FGSM", options_.epsilon(), options_.clip_min(),
-                                 options_.clip_max());
+    detail::check_common_options("ardent::attacks::FGSM", options_.epsilon(), options_.clip_min(), options_.clip_max());
   }
 
   const FGSMOptions& options() const { return options_; }

@@ -62,9 +62,9 @@ static_assert(TargetedAttack<MIFGSM>);
 template <typename Json>
 void to_json(Json& j, const MIFGSM& attack) {
   const auto& o = attack.options();
-  j = Json{{"attack", "MIFGSM"},        {"epsilon", o.epsilon()},   {"step_size", o.step_size()},
-           {"steps", o.steps()},        {"decay", o.decay()},       {"clip_min", o.clip_min()},
-           {"clip_max", o.clip_max()},  {"eval_mode", o.eval_mode()}};
+  j = Json{{"attack", "MIFGSM"},       {"epsilon", o.epsilon()},    {"step_size", o.step_size()},
+           {"steps", o.steps()},       {"decay", o.decay()},        {"clip_min", o.clip_min()},
+           {"clip_max", o.clip_max()}, {"eval_mode", o.eval_mode()}};
 }
 
 }  // namespace ardent::attacks

@@ -54,15 +54,19 @@ class PGD {
     }
     check_non_negative(name, "start_noise", options_.start_noise());
     if (options_.start_noise() > 0 && options_.random_start()) {
-      fail_argument(name, "start_noise", fmt::format("is {} with random_start(true), expected one start: set "
-                                                     "random_start(false) for a Gaussian start", options_.start_noise()));
+      fail_argument(name, "start_noise",
+                    fmt::format("is {} with random_start(true), expected one start: set "
+                                "random_start(false) for a Gaussian start",
+                                options_.start_noise()));
     }
     if (options_.restarts() < 1) {
       fail_argument(name, "restarts", fmt::format("is {}, expected at least 1", options_.restarts()));
     }
     if (options_.restarts() > 1 && !options_.random_start() && options_.start_noise() == 0) {
-      fail_argument(name, "restarts", fmt::format("is {} without random_start, expected 1 (every restart would "
-                                                  "repeat the same deterministic run)", options_.restarts()));
+      fail_argument(name, "restarts",
+                    fmt::format("is {} without random_start, expected 1 (every restart would "
+                                "repeat the same deterministic run)",
+                                options_.restarts()));
     }
   }
 
@@ -76,12 +80,11 @@ class PGD {
     detail::AttackScope scope(model, o.eval_mode());
     const auto objective = detail::to_objective(goal);
     const auto clean = detail::attack_copy(x);
-    const detail::AscentSettings settings{o.norm(), o.epsilon(), o.step_size(), o.steps(), o.clip_min(),
-                                          o.clip_max()};
+    const detail::AscentSettings settings{o.norm(), o.epsilon(), o.step_size(), o.steps(), o.clip_min(), o.clip_max()};
 
     detail::BestPerSample best;
     for (int64_t run = 0; run < o.restarts(); ++run) {
-      auto start = o.random_start()      ? detail::random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max())
+      auto start = o.random_start() ? detail::random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max())
                    : o.start_noise() > 0 ? detail::project(o.norm(), clean + o.start_noise() * torch::randn_like(clean),
                                                            clean, o.epsilon(), o.clip_min(), o.clip_max())
                                          : clean.clone();
@@ -104,16 +107,11 @@ static_assert(TargetedAttack<PGD>);
 template <typename Json>
 void to_json(Json& j, const PGD& attack) {
   const auto& o = attack.options();
-  j = Json{{"attack", "PGD"},
-           {"norm", o.norm() == Norm::Linf ? "Linf" : "L2"},
-           {"epsilon", o.epsilon()},
-           {"step_size", o.step_size()},
-           {"steps", o.steps()},
-           {"random_start", o.random_start()},
-           {"restarts", o.restarts()},
-           {"clip_min", o.clip_min()},
-           {"clip_max", o.clip_max()},
-           {"eval_mode", o.eval_mode()}};
+  j = Json{{"attack", "PGD"},          {"norm", o.norm() == Norm::Linf ? "Linf" : "L2"},
+           {"epsilon", o.epsilon()},   {"step_size", o.step_size()},
+           {"steps", o.steps()},       {"random_start", o.random_start()},
+           {"restarts", o.restarts()}, {"clip_min", o.clip_min()},
+           {"clip_max", o.clip_max()}, {"eval_mode", o.eval_mode()}};
 }
 
 }  // namespace ardent::attacks

@@ -30,15 +30,14 @@ concept Attack = Model<M> && HasPerturb<A, M>;
 
 /// What a built-in attack accepts as its third argument: labels, Targeted{targets} or an Objective.
 template <typename T>
-concept AttackGoal =
-    std::same_as<std::remove_cvref_t<T>, torch::Tensor> || std::same_as<std::remove_cvref_t<T>, Targeted> ||
-    Objective<T>;
+concept AttackGoal = std::same_as<std::remove_cvref_t<T>, torch::Tensor> ||
+    std::same_as<std::remove_cvref_t<T>, Targeted> || Objective<T>;
 
 /// Labels or ardent::Targeted{targets}: what the attacks that minimise a margin of the classes
 /// (CW, CW-Linf) accept in place of an arbitrary objective.
 template <typename T>
 concept LabelsOrTargets = std::same_as<std::remove_cvref_t<T>, torch::Tensor> ||
-                          std::same_as<std::remove_cvref_t<T>, Targeted>;
+    std::same_as<std::remove_cvref_t<T>, Targeted>;
 
 /// An attack that can aim at chosen classes.
 template <typename A, typename M = torch::jit::Module>

@@ -83,8 +83,8 @@ class CheckedInput {
 
 /// A batch of inputs: defined, floating point, batch-first, finite, and inside [clip_min, clip_max]
 /// up to a tolerance of 1e-6. Skipped for a tensor an enclosing CheckedInput covers.
-inline void check_input_batch(std::string_view function, std::string_view name, const torch::Tensor& x,
-                              double clip_min, double clip_max) {
+inline void check_input_batch(std::string_view function, std::string_view name, const torch::Tensor& x, double clip_min,
+                              double clip_max) {
   if (const auto& r = detail::checked_input(); x.defined() && r.tensor == x.unsafeGetTensorImpl() &&
                                                r.version == x._version() && r.clip_min >= clip_min &&
                                                r.clip_max <= clip_max) {
@@ -92,42 +92,46 @@ inline void check_input_batch(std::string_view function, std::string_view name, 
   }
   if (!x.defined()) fail_argument(function, name, "is an undefined tensor, expected a batch of inputs");
   if (!x.is_floating_point()) {
-    fail_argument(function, name, fmt::format("has dtype {}, expected a floating-point tensor",
-                                              std::string(c10::toString(x.scalar_type()))));
+    fail_argument(
+        function, name,
+        fmt::format("has dtype {}, expected a floating-point tensor", std::string(c10::toString(x.scalar_type()))));
   }
   if (x.dim() < 1 || x.size(0) == 0) {
-    fail_argument(function, name, fmt::format("has shape {}, expected a non-empty batch [B, ...]",
-                                              fmt::join(x.sizes(), "x")));
+    fail_argument(function, name,
+                  fmt::format("has shape {}, expected a non-empty batch [B, ...]", fmt::join(x.sizes(), "x")));
   }
   if (!torch::isfinite(x).all().item<bool>()) fail_argument(function, name, "contains NaN or Inf");
   constexpr double tolerance = 1e-6;
   const double lo = x.min().item<double>();
   const double hi = x.max().item<double>();
   if (lo < clip_min - tolerance || hi > clip_max + tolerance) {
-    fail_argument(function, name, fmt::format("has values in [{}, {}], expected them inside the pixel box [{}, {}]",
-                                              lo, hi, clip_min, clip_max));
+    fail_argument(
+        function, name,
+        fmt::format("has values in [{}, {}], expected them inside the pixel box [{}, {}]", lo, hi, clip_min, clip_max));
   }
 }
 
 /// Class indices for a batch of `batch` samples: int64, shape [batch]; when num_classes > 0 each
 /// value must lie in [0, num_classes).
-inline void check_labels(std::string_view function, std::string_view name, const torch::Tensor& labels,
-                         int64_t batch, int64_t num_classes = 0) {
+inline void check_labels(std::string_view function, std::string_view name, const torch::Tensor& labels, int64_t batch,
+                         int64_t num_classes = 0) {
   if (!labels.defined()) fail_argument(function, name, "is an undefined tensor, expected int64 class indices");
   if (labels.scalar_type() != torch::kLong) {
-    fail_argument(function, name, fmt::format("has dtype {}, expected int64 (torch::kLong) class indices",
-                                              std::string(c10::toString(labels.scalar_type()))));
+    fail_argument(function, name,
+                  fmt::format("has dtype {}, expected int64 (torch::kLong) class indices",
+                              std::string(c10::toString(labels.scalar_type()))));
   }
   if (labels.dim() != 1 || labels.size(0) != batch) {
-    fail_argument(function, name, fmt::format("has shape [{}], expected [{}] (one label per sample)",
-                                              fmt::join(labels.sizes(), ", "), batch));
+    fail_argument(
+        function, name,
+        fmt::format("has shape [{}], expected [{}] (one label per sample)", fmt::join(labels.sizes(), ", "), batch));
   }
   if (num_classes > 0 && labels.numel() > 0) {
     const int64_t lo = labels.min().item<int64_t>();
     const int64_t hi = labels.max().item<int64_t>();
     if (lo < 0 || hi >= num_classes) {
-      fail_argument(function, name, fmt::format("has values in [{}, {}], expected class indices in [0, {})", lo,
-                                                hi, num_classes));
+      fail_argument(function, name,
+                    fmt::format("has values in [{}, {}], expected class indices in [0, {})", lo, hi, num_classes));
     }
   }
 }

@@ -23,7 +23,7 @@ namespace ardent {
 /// Anything that maps logits to a per-sample loss.
 template <typename O>
 concept Objective = std::invocable<const O&, const torch::Tensor&> &&
-                    std::convertible_to<std::invoke_result_t<const O&, const torch::Tensor&>, torch::Tensor>;
+    std::convertible_to<std::invoke_result_t<const O&, const torch::Tensor&>, torch::Tensor>;
 
 /// Marks labels as targets: `attack.perturb(model, x, ardent::Targeted{targets})`.
 struct Targeted {

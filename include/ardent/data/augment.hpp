@@ -14,7 +14,8 @@ namespace ardent::data {
 inline torch::Tensor random_crop_flip(const torch::Tensor& images, int64_t padding, at::Generator generator) {
   TORCH_CHECK(images.dim() == 4, "ardent::data::random_crop_flip: argument 'images' has shape ", images.sizes(),
               ", expected [B, C, H, W]");
-  if (padding < 0) fail_argument("ardent::data::random_crop_flip", "padding", fmt::format("is {}, expected >= 0", padding));
+  if (padding < 0)
+    fail_argument("ardent::data::random_crop_flip", "padding", fmt::format("is {}, expected >= 0", padding));
   const int64_t b = images.size(0);
   const int64_t h = images.size(2);
   const int64_t w = images.size(3);

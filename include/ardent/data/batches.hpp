@@ -23,11 +23,16 @@ class ShuffledBatches {
   using Batch = std::pair<torch::Tensor, torch::Tensor>;
 
   ShuffledBatches(torch::Tensor images, torch::Tensor labels, int64_t batch_size, uint64_t seed, bool shuffle = true)
-      : images_(std::move(images)), labels_(std::move(labels)), batch_size_(batch_size), seed_(seed), shuffle_(shuffle) {
+      : images_(std::move(images)),
+        labels_(std::move(labels)),
+        batch_size_(batch_size),
+        seed_(seed),
+        shuffle_(shuffle) {
     TORCH_CHECK(images_.defined() && labels_.defined() && images_.size(0) == labels_.size(0),
                 "ardent::data::ShuffledBatches: argument 'labels' has ", labels_.defined() ? labels_.size(0) : 0,
                 " entries, expected one per image (", images_.defined() ? images_.size(0) : 0, ")");
-    if (batch_size_ < 1) fail_argument("ardent::data::ShuffledBatches", "batch_size", fmt::format("is {}, expected >= 1", batch_size_));
+    if (batch_size_ < 1)
+      fail_argument("ardent::data::ShuffledBatches", "batch_size", fmt::format("is {}, expected >= 1", batch_size_));
   }
 
   /// The epoch the next pass will be (set it to resume).
@@ -41,9 +46,11 @@ class ShuffledBatches {
 
   /// Makes this the `rank`-th of `ranks` disjoint shards (see above); (0, 1) is the whole set.
   void set_shard(int64_t rank, int64_t ranks) {
-    if (ranks < 1) fail_argument("ardent::data::ShuffledBatches::set_shard", "ranks", fmt::format("is {}, expected >= 1", ranks));
+    if (ranks < 1)
+      fail_argument("ardent::data::ShuffledBatches::set_shard", "ranks", fmt::format("is {}, expected >= 1", ranks));
     if (rank < 0 || rank >= ranks) {
-      fail_argument("ardent::data::ShuffledBatches::set_shard", "rank", fmt::format("is {}, expected in [0, {})", rank, ranks));
+      fail_argument("ardent::data::ShuffledBatches::set_shard", "rank",
+                    fmt::format("is {}, expected in [0, {})", rank, ranks));
     }
     rank_ = rank;
     ranks_ = ranks;

@@ -32,8 +32,8 @@ inline std::pair<torch::Tensor, torch::Tensor> parse_cifar_records(const std::ve
               " bytes is not a whole number of ", record, "-byte records (", bytes.size() % record,
               " bytes left over)");
   const auto n = static_cast<int64_t>(bytes.size() / record);
-  const auto records =
-      torch::from_blob(const_cast<unsigned char*>(bytes.data()), {n, static_cast<int64_t>(record)}, torch::kUInt8);
+  const auto records = torch::from_blob(const_cast<unsigned char*>(bytes.data()), {n, static_cast<int64_t>(record)},
+                                        torch::kUInt8);
   auto labels = records.select(1, static_cast<int64_t>(layout.label_index)).clone();
   const int64_t largest = labels.max().item<int64_t>();
   TORCH_CHECK(largest < layout.classes, layout.reader, ": ", where, ": malformed: label ", largest,

@@ -54,15 +54,15 @@ namespace detail {
 
 /// The IDX data in `bytes` (see read_idx_u8); `where` names the file in errors. The element count
 /// is multiplied with overflow checks: dimensions [2^31, 2^31, 4] would otherwise wrap to 0.
-inline torch::Tensor parse_idx_u8(const std::vector<unsigned char>& bytes, int expected_dims, const std::string& where) {
+inline torch::Tensor parse_idx_u8(const std::vector<unsigned char>& bytes, int expected_dims,
+                                  const std::string& where) {
   TORCH_CHECK(bytes.size() >= 4, "ardent::data: ", where, ": truncated: ", bytes.size(),
               " bytes, shorter than the 4-byte IDX magic number");
-  TORCH_CHECK(bytes[0] == 0 && bytes[1] == 0 && bytes[2] == 0x08,
-              "ardent::data: ", where,
+  TORCH_CHECK(bytes[0] == 0 && bytes[1] == 0 && bytes[2] == 0x08, "ardent::data: ", where,
               fmt::format(": wrong magic number {:02x}{:02x}{:02x}{:02x}, expected 000008{:02x} (IDX, unsigned bytes)",
                           bytes[0], bytes[1], bytes[2], bytes[3], expected_dims));
-  TORCH_CHECK(bytes[3] == expected_dims, "ardent::data: ", where, ": has ", int{bytes[3]},
-              " dimensions, expected ", expected_dims);
+  TORCH_CHECK(bytes[3] == expected_dims, "ardent::data: ", where, ": has ", int{bytes[3]}, " dimensions, expected ",
+              expected_dims);
   const std::size_t header = 4 + 4 * static_cast<std::size_t>(expected_dims);
   TORCH_CHECK(bytes.size() >= header, "ardent::data: ", where, ": truncated header: ", bytes.size(),
               " bytes, expected at least ", header);
@@ -104,10 +104,10 @@ class MNIST : public LabelledImages<MNIST> {
     const auto labels = read_idx_u8(detail::find_data_file(reader, directory, prefix + "-labels-idx1-ubyte"), 1);
     TORCH_CHECK(images.size(1) == 28 && images.size(2) == 28, "ardent::data::MNIST: ", directory.string(),
                 ": images are ", images.size(1), "x", images.size(2), ", expected 28x28");
-    TORCH_CHECK(images.size(0) == labels.size(0), "ardent::data::MNIST: ", directory.string(), ": ",
-                images.size(0), " images but ", labels.size(0), " labels");
-    TORCH_CHECK(labels.numel() == 0 || labels.max().item<int64_t>() < 10, "ardent::data::MNIST: ",
-                directory.string(), ": labels outside 0..9");
+    TORCH_CHECK(images.size(0) == labels.size(0), "ardent::data::MNIST: ", directory.string(), ": ", images.size(0),
+                " images but ", labels.size(0), " labels");
+    TORCH_CHECK(labels.numel() == 0 || labels.max().item<int64_t>() < 10, "ardent::data::MNIST: ", directory.string(),
+                ": labels outside 0..9");
     assign(images.unsqueeze(1), labels);
   }
 };

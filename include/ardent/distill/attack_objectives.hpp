@@ -87,10 +87,9 @@ namespace attack_objectives {
 /// x' = argmax CE(S(x'), y): the student attacked against the true labels (ARD). Any attack.
 struct StudentCrossEntropy {
   template <typename Attack, Model Teacher, Model Student>
-  requires HasPerturb<Attack, Student>
-  torch::Tensor perturb(Attack& attack, Teacher& /*teacher*/, Student& student, const AttackInputs& in) const {
-    return attack.perturb(student, in.x, in.labels);
-  }
+  requires HasPerturb<Attack, Student> torch::Tensor perturb(Attack& attack, Teacher& /*teacher*/, Student& student,
+                                                             const AttackInputs& in)
+  const { return attack.perturb(student, in.x, in.labels); }
 };
 
 /// x' = argmax KL(T(x) || S(x')), T(x) the clean teacher (RSLAD). An attack that maximises an

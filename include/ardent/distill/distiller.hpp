@@ -48,7 +48,9 @@ concept HasPixelBox = requires(const A& attack) {
 };
 
 template <typename T>
-concept HasTrainMode = requires(T& target) { target.train(true); };
+concept HasTrainMode = requires(T& target) {
+  target.train(true);
+};
 
 template <typename>
 inline constexpr bool always_false = false;
@@ -84,10 +86,9 @@ class Distiller {
 
   /// ARD with the paper's settings: PGD-10 of 2/255 within 8/255 against the labels, KL at T = 30,
   /// alpha 1 (for the default policies only; make_ard builds the same).
-  Distiller(Teacher teacher, Student student)
-  requires std::same_as<AttackPolicy, attacks::PGD> && std::same_as<LossPolicy, losses::KL> &&
-           std::same_as<TargetPolicy, targets::Logits> &&
-           std::same_as<ObjectivePolicy, attack_objectives::StudentCrossEntropy>
+  Distiller(Teacher teacher, Student student) requires std::same_as<AttackPolicy, attacks::PGD> &&
+      std::same_as<LossPolicy, losses::KL> && std::same_as<TargetPolicy, targets::Logits> &&
+      std::same_as<ObjectivePolicy, attack_objectives::StudentCrossEntropy>
       : Distiller(std::move(teacher), std::move(student), attacks::PGD(paper_pgd()),
                   losses::KL(losses::KLOptions().temperature(30.0)), targets::Logits{}, Recipe<ObjectivePolicy>()) {}
 
@@ -121,7 +122,7 @@ class Distiller {
   /// A recipe written for another attack objective: refused at compile time.
   template <typename Other>
   requires(!std::same_as<Other, ObjectivePolicy>)
-  Distiller(Teacher, Student, AttackPolicy, LossPolicy, TargetPolicy, const Recipe<Other>&) {
+      Distiller(Teacher, Student, AttackPolicy, LossPolicy, TargetPolicy, const Recipe<Other>&) {
     static_assert(detail::always_false<Other>,
                   "ardent::Distiller: the recipe was written for another attack objective than the Distiller's "
                   "last template parameter: name the recipe's objective there (e.g. Distiller<T, S, attacks::PGD, "
@@ -147,7 +148,8 @@ class Distiller {
 
     const auto& o = options_;
     const bool adversarial = o.adversarial_weight() > 0;
-    const bool clean_view_of_teacher = o.clean_weight() > 0 || (adversarial && o.teacher_input() == TeacherInput::Clean);
+    const bool clean_view_of_teacher = o.clean_weight() > 0 ||
+                                       (adversarial && o.teacher_input() == TeacherInput::Clean);
     const ModeGuard teacher_mode(teacher_);
 
     // The teacher, once per batch, without gradients.

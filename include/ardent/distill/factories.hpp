@@ -33,14 +33,15 @@ using TradesTrainer = AdversarialTrainer<M, attacks::PGD>;
 template <Model Teacher, Model Student>
 ARD<Teacher, Student> make_ard(Teacher teacher, Student student, double alpha = 1.0, double temperature = 30.0,
                                attacks::PGDOptions attack = paper_pgd()) {
-  return {std::move(teacher), std::move(student), attacks::PGD(attack),
-          losses::KL(losses::KLOptions().temperature(temperature)), targets::Logits{}, recipes::ard(alpha)};
+  return {std::move(teacher),   std::move(student),
+          attacks::PGD(attack), losses::KL(losses::KLOptions().temperature(temperature)),
+          targets::Logits{},    recipes::ard(alpha)};
 }
 
 /// ARD exactly as its official code runs: train-mode attack and element-mean KL.
 template <Model Teacher, Model Student>
-ARD<Teacher, Student> make_ard_official(Teacher teacher, Student student, double alpha = 1.0,
-                                        double temperature = 30.0, attacks::PGDOptions attack = paper_pgd()) {
+ARD<Teacher, Student> make_ard_official(Teacher teacher, Student student, double alpha = 1.0, double temperature = 30.0,
+                                        attacks::PGDOptions attack = paper_pgd()) {
   return {std::move(teacher),
           std::move(student),
           attacks::PGD(attack.eval_mode(false)),
@@ -52,22 +53,28 @@ ARD<Teacher, Student> make_ard_official(Teacher teacher, Student student, double
 /// RSLAD: PGD-10 from x + 0.001 N(0, 1) maximising KL(T(x) || S(x')), KL at T = 1.
 template <Model Teacher, Model Student>
 RSLAD<Teacher, Student> make_rslad(Teacher teacher, Student student, attacks::PGDOptions attack = paper_pgd()) {
-  return {std::move(teacher), std::move(student), attacks::PGD(attack.random_start(false).start_noise(0.001)),
-          losses::KL(losses::KLOptions().temperature(1.0)), targets::Logits{}, recipes::rslad()};
+  return {std::move(teacher),
+          std::move(student),
+          attacks::PGD(attack.random_start(false).start_noise(0.001)),
+          losses::KL(losses::KLOptions().temperature(1.0)),
+          targets::Logits{},
+          recipes::rslad()};
 }
 
 /// AdaAD: PGD-10 maximising KL(T(x') || S(x')), the teacher on x', KL at T = 1.
 template <Model Teacher, Model Student>
 AdaAD<Teacher, Student> make_adaad(Teacher teacher, Student student, attacks::PGDOptions attack = paper_pgd()) {
-  return {std::move(teacher), std::move(student), attacks::PGD(attack),
-          losses::KL(losses::KLOptions().temperature(1.0)), targets::Logits{}, recipes::adaad()};
+  return {std::move(teacher),   std::move(student),
+          attacks::PGD(attack), losses::KL(losses::KLOptions().temperature(1.0)),
+          targets::Logits{},    recipes::adaad()};
 }
 
 /// Hinton KD on clean inputs: KL at T = 4, alpha 0.9.
 template <Model Teacher, Model Student>
 KD<Teacher, Student> make_kd(Teacher teacher, Student student, double alpha = 0.9, double temperature = 4.0) {
-  return {std::move(teacher), std::move(student), attacks::None(),
-          losses::KL(losses::KLOptions().temperature(temperature)), targets::Logits{}, recipes::kd(alpha)};
+  return {std::move(teacher), std::move(student),
+          attacks::None(),    losses::KL(losses::KLOptions().temperature(temperature)),
+          targets::Logits{},  recipes::kd(alpha)};
 }
 
 /// Madry adversarial training with PGD (by default the paper budget).

@@ -68,8 +68,9 @@ class DataParallel {
     auto mine = torch::tensor(shape, torch::kDouble);
     auto sum = mine.clone();
     group_.all_reduce_sum(sum, "DataParallel: comparing the models");
-    TORCH_CHECK(torch::equal(sum, mine * static_cast<double>(group_.size())), "ardent::distributed::DataParallel: rank ",
-                group_.rank(), ": the ranks' models differ in their parameters (", parameters_.size(),
+    TORCH_CHECK(torch::equal(sum, mine * static_cast<double>(group_.size())),
+                "ardent::distributed::DataParallel: rank ", group_.rank(),
+                ": the ranks' models differ in their parameters (", parameters_.size(),
                 " trainable tensors here); every rank must build the same model");
     std::vector<torch::Tensor> state(parameters_.begin(), parameters_.end());
     state.insert(state.end(), buffers_.begin(), buffers_.end());

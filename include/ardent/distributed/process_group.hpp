@@ -67,8 +67,8 @@ inline int64_t integer_variable(const char* name, int64_t fallback, int64_t low,
   } catch (const std::exception&) {
     used = 0;
   }
-  TORCH_CHECK(used == text->size() && value >= low && value <= high, "ardent::distributed: environment variable ",
-              name, " is '", *text, "', expected an integer in [", low, ", ", high, "]");
+  TORCH_CHECK(used == text->size() && value >= low && value <= high, "ardent::distributed: environment variable ", name,
+              " is '", *text, "', expected an integer in [", low, ", ", high, "]");
   return value;
 }
 
@@ -84,7 +84,8 @@ inline Environment environment() {
               ", expected < WORLD_SIZE (", e.world_size, ")");
   if (e.world_size > 1) {
     TORCH_CHECK(detail::variable("RANK").has_value(), "ardent::distributed: WORLD_SIZE is ", e.world_size,
-                " but RANK is unset; set RANK (0 .. ", e.world_size - 1, ") for every process or use scripts/launch.sh");
+                " but RANK is unset; set RANK (0 .. ", e.world_size - 1,
+                ") for every process or use scripts/launch.sh");
     e.master_addr = detail::variable("MASTER_ADDR").value_or(e.master_addr);
     e.master_port = detail::integer_variable("MASTER_PORT", e.master_port, 1, 65535);
   }
@@ -140,10 +141,10 @@ class ProcessGroup {
     gloo->threads = 2;
     try {
       backend_ = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo", store_),
-                                                            static_cast<int>(rank_), static_cast<int>(size_), gloo);
+                                                             static_cast<int>(rank_), static_cast<int>(size_), gloo);
     } catch (const std::exception& e) {
-      TORCH_CHECK(false, "ardent::distributed: rank ", rank_, " of ", size_, ": connecting to the other ranks failed: ",
-                  first_line(e.what()), peer_report());
+      TORCH_CHECK(false, "ardent::distributed: rank ", rank_, " of ", size_,
+                  ": connecting to the other ranks failed: ", first_line(e.what()), peer_report());
     }
 #if defined(USE_C10D_NCCL)
     if (torch::cuda::is_available()) {
@@ -164,8 +165,8 @@ class ProcessGroup {
     if (store_ && !failed_) {
       try {
         store_->add("ardent/left", 1);
-        const auto deadline = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(
-                                                                    options_.timeout(), std::chrono::seconds(30));
+        const auto deadline = std::chrono::steady_clock::now() +
+                              std::min<std::chrono::milliseconds>(options_.timeout(), std::chrono::seconds(30));
         while (rank_ == 0 && store_->add("ardent/left", 0) < size_ && std::chrono::steady_clock::now() < deadline) {
           std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
@@ -211,8 +212,8 @@ class ProcessGroup {
       work->wait(options_.timeout());
     } catch (const std::exception& e) {
       failed_ = true;
-      TORCH_CHECK(false, "ardent::distributed: rank ", rank_, " of ", size_, ": ", what, " failed: ",
-                  first_line(e.what()), peer_report());
+      TORCH_CHECK(false, "ardent::distributed: rank ", rank_, " of ", size_, ": ", what,
+                  " failed: ", first_line(e.what()), peer_report());
     }
   }
 
@@ -231,7 +232,8 @@ class ProcessGroup {
   }
 
   /// Copies rank `root`'s `tensors` to every rank, in place (flattened into one message per dtype).
-  void broadcast(const std::vector<torch::Tensor>& tensors, int64_t root = 0, std::string_view what = "broadcast") const {
+  void broadcast(const std::vector<torch::Tensor>& tensors, int64_t root = 0,
+                 std::string_view what = "broadcast") const {
     if (size_ == 1 || tensors.empty()) return;
     torch::NoGradGuard no_grad;
     std::vector<bool> done(tensors.size(), false);
@@ -300,8 +302,8 @@ class ProcessGroup {
       }
       const auto value = store_->get(key);
       const std::string theirs(value.begin(), value.end());
-      TORCH_CHECK(theirs == text, "ardent::distributed: rank ", rank_, ": WORLD_SIZE is ", size_, " here but ",
-                  theirs, " on rank ", r, " (rendezvous at ", where, "); every rank needs the same WORLD_SIZE");
+      TORCH_CHECK(theirs == text, "ardent::distributed: rank ", rank_, ": WORLD_SIZE is ", size_, " here but ", theirs,
+                  " on rank ", r, " (rendezvous at ", where, "); every rank needs the same WORLD_SIZE");
     }
   }
 
@@ -373,8 +375,8 @@ inline void check_same(const ProcessGroup& group, int64_t value, std::string_vie
   if (group.size() == 1) return;
   const auto sums = group.all_reduce_sum({static_cast<double>(value), static_cast<double>(value) * value});
   const double n = static_cast<double>(group.size());
-  TORCH_CHECK(sums[0] * sums[0] == sums[1] * n, "ardent::distributed: rank ", group.rank(), ": ranks disagree on ", what,
-              " (", value, " here)");
+  TORCH_CHECK(sums[0] * sums[0] == sums[1] * n, "ardent::distributed: rank ", group.rank(), ": ranks disagree on ",
+              what, " (", value, " here)");
 }
 
 /// The mean of a per-rank mean over all ranks' samples: sum_r mean_r n_r / sum_r n_r.

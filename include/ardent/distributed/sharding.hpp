@@ -22,7 +22,8 @@ namespace ardent::distributed {
 /// by at most one.
 inline std::pair<int64_t, int64_t> shard_range(int64_t n, int64_t rank, int64_t ranks) {
   if (ranks < 1 || rank < 0 || rank >= ranks) {
-    fail_argument("ardent::distributed::shard_range", "rank", fmt::format("is {} of {}, expected 0 <= rank < ranks", rank, ranks));
+    fail_argument("ardent::distributed::shard_range", "rank",
+                  fmt::format("is {} of {}, expected 0 <= rank < ranks", rank, ranks));
   }
   const int64_t base = n / ranks;
   const int64_t extra = n % ranks;

@@ -42,18 +42,18 @@ nlohmann::json settings_or(const A& attack, nlohmann::json fallback) {
 inline Preset fab_preset(std::string name, const attacks::FABOptions& o) {
   const attacks::FAB attack(o);
   return {std::move(name), AnyAttack(attack, settings_or(attack, {{"attack", "FAB"},
-                                                                   {"norm", norm_name(o.norm())},
-                                                                   {"epsilon", o.epsilon()},
-                                                                   {"steps", o.steps()},
-                                                                   {"restarts", o.restarts()},
-                                                                   {"targeted", o.targeted()},
-                                                                   {"target_classes", o.target_classes()},
-                                                                   {"alpha_max", o.alpha_max()},
-                                                                   {"eta", o.eta()},
-                                                                   {"beta", o.beta()},
-                                                                   {"clip_min", o.clip_min()},
-                                                                   {"clip_max", o.clip_max()},
-                                                                   {"eval_mode", o.eval_mode()}}))};
+                                                                  {"norm", norm_name(o.norm())},
+                                                                  {"epsilon", o.epsilon()},
+                                                                  {"steps", o.steps()},
+                                                                  {"restarts", o.restarts()},
+                                                                  {"targeted", o.targeted()},
+                                                                  {"target_classes", o.target_classes()},
+                                                                  {"alpha_max", o.alpha_max()},
+                                                                  {"eta", o.eta()},
+                                                                  {"beta", o.beta()},
+                                                                  {"clip_min", o.clip_min()},
+                                                                  {"clip_max", o.clip_max()},
+                                                                  {"eval_mode", o.eval_mode()}}))};
 }
 
 inline Preset square_preset(std::string name, const attacks::SquareOptions& o) {
@@ -107,9 +107,8 @@ inline std::vector<Preset> autoattack(double epsilon, Norm norm = Norm::Linf) {
 /// APGD-T (9 targets), FAB-T (9 targets). Several times the cost of standard, rarely lower.
 inline std::vector<Preset> autoattack_plus(double epsilon, Norm norm = Norm::Linf) {
   const auto restarted = [&](attacks::APGDLoss loss, const char* name) {
-    return detail::apgd_preset(
-        fmt::format("{} x5 ({}, eps {:.4g})", name, detail::norm_name(norm), epsilon),
-        attacks::APGDOptions(epsilon).steps(100).norm(norm).loss(loss).restarts(5));
+    return detail::apgd_preset(fmt::format("{} x5 ({}, eps {:.4g})", name, detail::norm_name(norm), epsilon),
+                               attacks::APGDOptions(epsilon).steps(100).norm(norm).loss(loss).restarts(5));
   };
   auto fab5 = fab(epsilon, 100, norm, 5);
   fab5.name = fmt::format("FAB x5 ({}, eps {:.4g})", detail::norm_name(norm), epsilon);

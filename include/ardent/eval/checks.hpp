@@ -98,16 +98,18 @@ inline std::optional<EvalWarning> classes(int64_t num_classes,
   for (const auto& [name, settings] : attacks) {
     const int64_t targets = target_classes(settings);
     if (targets > 0 && num_classes < targets + 1) {
-      problems.push_back(fmt::format("'{}' tries {} target classes, which needs {} classes; it will try only the {} "
-                                     "there are",
-                                     name, targets, targets + 1, num_classes - 1));
+      problems.push_back(
+          fmt::format("'{}' tries {} target classes, which needs {} classes; it will try only the {} "
+                      "there are",
+                      name, targets, targets + 1, num_classes - 1));
     }
     const std::string loss = settings.value("loss", "");
     const int64_t needed = loss == "DLR" ? 3 : loss == "TargetedDLR" ? 4 : 0;
     if (num_classes < needed) {
-      problems.push_back(fmt::format("'{}' uses the {} loss, which needs at least {} classes: it cannot run; use "
-                                     "APGD-CE, FAB and Square instead",
-                                     name, loss, needed));
+      problems.push_back(
+          fmt::format("'{}' uses the {} loss, which needs at least {} classes: it cannot run; use "
+                      "APGD-CE, FAB and Square instead",
+                      name, loss, needed));
     }
   }
   if (problems.empty()) return std::nullopt;
@@ -157,8 +159,8 @@ inline std::optional<EvalWarning> gradient_masking(int64_t broken, int64_t sampl
                   "robust than they say). Report the worst case over all attacks, never a gradient attack's "
                   "number alone, and look for the cause (see the zero_gradients and probabilities checks); "
                   "evaluate with more Square queries (eval::square(eps, 10000)) to see how far the accuracy falls.",
-                  fmt::join(free_attacks, ", "), broken, 100.0 * static_cast<double>(broken) /
-                  static_cast<double>(samples))};
+                  fmt::join(free_attacks, ", "), broken,
+                  100.0 * static_cast<double>(broken) / static_cast<double>(samples))};
 }
 
 }  // namespace checks

@@ -91,8 +91,8 @@ int64_t check_batch(M& model, const torch::Tensor& x, const torch::Tensor& y,
     fail_argument(
         name, "x",
         fmt::format("is {}, expected a non-empty floating-point batch [B, ...]",
-                    x.defined() ? fmt::format("a {} tensor of shape [{}]",
-                                              std::string(c10::toString(x.scalar_type())), fmt::join(x.sizes(), ", "))
+                    x.defined() ? fmt::format("a {} tensor of shape [{}]", std::string(c10::toString(x.scalar_type())),
+                                              fmt::join(x.sizes(), ", "))
                                 : std::string("undefined")));
   }
   const auto params = parameters(model);
@@ -103,11 +103,11 @@ int64_t check_batch(M& model, const torch::Tensor& x, const torch::Tensor& y,
   }
   for (const auto& p : params) {
     if (p.is_floating_point() && p.scalar_type() != x.scalar_type()) {
-      fail_argument(name, "x",
-                    fmt::format("has dtype {}, expected the model's dtype {} (convert with x.to(torch::k{}))",
-                                std::string(c10::toString(x.scalar_type())),
-                                std::string(c10::toString(p.scalar_type())),
-                                std::string(c10::toString(p.scalar_type()))));
+      fail_argument(
+          name, "x",
+          fmt::format("has dtype {}, expected the model's dtype {} (convert with x.to(torch::k{}))",
+                      std::string(c10::toString(x.scalar_type())), std::string(c10::toString(p.scalar_type())),
+                      std::string(c10::toString(p.scalar_type()))));
     }
     if (p.is_floating_point()) break;
   }
@@ -292,10 +292,9 @@ class Evaluation {
       return;
     }
     const std::string where = p.attack.empty() ? "" : fmt::format(" (batch {}: {} done)", p.batches + 1, p.attack);
-    const std::string accuracy =
-        p.samples > 0
-            ? fmt::format(", clean {:.2f}%, worst case {:.2f}%", 100 * p.clean_accuracy, 100 * p.worst_case_accuracy)
-            : "";
+    const std::string accuracy = p.samples > 0 ? fmt::format(", clean {:.2f}%, worst case {:.2f}%",
+                                                             100 * p.clean_accuracy, 100 * p.worst_case_accuracy)
+                                               : "";
     const std::string eta = p.eta_seconds >= 0 ? fmt::format(", about {:.0f} s left", p.eta_seconds) : "";
     fmt::print(stderr, "ardent::evaluate: {}{} samples done{}{}, {:.0f} s{}\n", p.samples,
                p.total >= 0 ? fmt::format("/{}", p.total) : "", where, accuracy, p.seconds, eta);

@@ -127,9 +127,10 @@ class AnyAttack {
       if constexpr (Attack<A, torch::jit::Module>) {
         return attack.perturb(model, x, labels);
       } else {
-        throw std::invalid_argument(fmt::format("ardent::eval::AnyAttack: the attack ({}) cannot run on a "
-                                                "TorchScript model; evaluate it with NamedAttack<torch::jit::Module>",
-                                                typeid(A).name()));
+        throw std::invalid_argument(
+            fmt::format("ardent::eval::AnyAttack: the attack ({}) cannot run on a "
+                        "TorchScript model; evaluate it with NamedAttack<torch::jit::Module>",
+                        typeid(A).name()));
       }
     }
     torch::Tensor perturb_module(detail::Forwarding& model, const torch::Tensor& x,
@@ -137,9 +138,10 @@ class AnyAttack {
       if constexpr (Attack<A, detail::Forwarding>) {
         return attack.perturb(model, x, labels);
       } else {
-        throw std::invalid_argument(fmt::format("ardent::eval::AnyAttack: the attack ({}) cannot run on a C++ "
-                                                "frontend model; evaluate it with NamedAttack<YourModel>",
-                                                typeid(A).name()));
+        throw std::invalid_argument(
+            fmt::format("ardent::eval::AnyAttack: the attack ({}) cannot run on a C++ "
+                        "frontend model; evaluate it with NamedAttack<YourModel>",
+                        typeid(A).name()));
       }
     }
     A attack;

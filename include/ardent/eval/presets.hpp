@@ -62,12 +62,12 @@ inline std::vector<Preset> autoattack_rand(double epsilon, Norm norm = Norm::Lin
   const auto options = [&](attacks::APGDLoss loss) {
     return attacks::APGDOptions(epsilon).steps(steps).norm(norm).loss(loss).eot_samples(eot_samples);
   };
-  return {detail::apgd_preset(
-              fmt::format("APGD-CE EOT-{} ({}, eps {:.4g})", eot_samples, detail::norm_name(norm), epsilon),
-              options(attacks::APGDLoss::CE)),
-          detail::apgd_preset(
-              fmt::format("APGD-DLR EOT-{} ({}, eps {:.4g})", eot_samples, detail::norm_name(norm), epsilon),
-              options(attacks::APGDLoss::DLR))};
+  return {
+      detail::apgd_preset(fmt::format("APGD-CE EOT-{} ({}, eps {:.4g})", eot_samples, detail::norm_name(norm), epsilon),
+                          options(attacks::APGDLoss::CE)),
+      detail::apgd_preset(
+          fmt::format("APGD-DLR EOT-{} ({}, eps {:.4g})", eot_samples, detail::norm_name(norm), epsilon),
+          options(attacks::APGDLoss::DLR))};
 }
 
 }  // namespace ardent::eval

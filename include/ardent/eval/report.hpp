@@ -106,9 +106,9 @@ struct EvalReport {
                              {"seconds", a.seconds}});
     }
     return {
-        {"samples", samples},     {"clean_accuracy", clean_accuracy},
-        {"attacks", attack_list}, {"worst_case_accuracy", worst_case_accuracy},
-        {"seconds", seconds},     {"protocol", "attacks in order, each on the points every earlier attack failed on"},
+        {"samples", samples},      {"clean_accuracy", clean_accuracy},
+        {"attacks", attack_list},  {"worst_case_accuracy", worst_case_accuracy},
+        {"seconds", seconds},      {"protocol", "attacks in order, each on the points every earlier attack failed on"},
         {"warnings", warning_list}};
   }
 

@@ -82,8 +82,8 @@ inline torch::serialize::InputArchive open_module_archive(const std::string& byt
     python_state_dict = !archive.is_module_archive() && archive.has("data.pkl");
     if (!python_state_dict) archive.verify();
   } catch (const std::exception& e) {
-    TORCH_CHECK(false, who, ": file '", path.string(), "' is corrupted or not an archive of torch::save: ",
-                message_of(e));
+    TORCH_CHECK(false, who, ": file '", path.string(),
+                "' is corrupted or not an archive of torch::save: ", message_of(e));
   }
   TORCH_CHECK(!python_state_dict, who, ": file '", path.string(),
               "' holds a state dict written by Python's torch.save (or ardent::save_state_dict), not a torch::save "
@@ -92,8 +92,8 @@ inline torch::serialize::InputArchive open_module_archive(const std::string& byt
   try {
     archive.load_from(bytes.data(), bytes.size());
   } catch (const std::exception& e) {
-    TORCH_CHECK(false, who, ": file '", path.string(), "' cannot be read as an archive of torch::save: ",
-                message_of(e));
+    TORCH_CHECK(false, who, ": file '", path.string(),
+                "' cannot be read as an archive of torch::save: ", message_of(e));
   }
   return archive;
 }
@@ -112,8 +112,7 @@ void load_module(torch::nn::ModuleHolder<Impl>& model, const std::filesystem::pa
   auto archive = io::detail::open_module_archive(bytes, who, path);
   io::detail::PendingLoad pending;
   io::detail::read_module(*model, archive, "", pending);
-  TORCH_CHECK(pending.ok(), who, ": the archive '", path.string(), "' does not match the model: ",
-              pending.problems());
+  TORCH_CHECK(pending.ok(), who, ": the archive '", path.string(), "' does not match the model: ", pending.problems());
   pending.commit();
 }
 

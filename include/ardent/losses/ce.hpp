@@ -25,7 +25,6 @@ class CE {
 
   const CEOptions& options() const { return options_; }
 
-
   torch::Tensor operator()(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits) const {
     return compute(student_logits, teacher_logits);
   }

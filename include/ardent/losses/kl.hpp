@@ -31,7 +31,6 @@ class KL {
 
   const KLOptions& options() const { return options_; }
 
-
   torch::Tensor operator()(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits) const {
     return compute(student_logits, teacher_logits);
   }
@@ -50,7 +49,7 @@ class KL {
     const auto log_p_student = detail::log_probabilities(student, temperature);
     const auto total = kl_divergence(log_p_teacher, log_p_student).sum();
     const double count = options_.reduction() == KLReduction::BatchMean ? static_cast<double>(s.size(0))
-                                                                         : static_cast<double>(s.numel());
+                                                                        : static_cast<double>(s.numel());
     const double scale = options_.scale_by_temperature_squared() ? temperature * temperature : 1.0;
     return total * (scale / count);
   }

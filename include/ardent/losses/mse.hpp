@@ -12,7 +12,6 @@ namespace ardent::losses {
 
 class MSE {
  public:
-
   torch::Tensor operator()(const torch::Tensor& student, const torch::Tensor& teacher) const {
     check_shapes(student, teacher);
     return torch::mse_loss(student, teacher);
@@ -25,7 +24,8 @@ class MSE {
                 "ardent::losses::MSE: argument 'student_view' has ", student.stages.size(),
                 " feature stages, expected the teacher view's ", teacher.stages.size(), " (and at least one)");
     auto total = (*this)(student.stages[0], teacher.stages[0]);
-    for (std::size_t k = 1; k < student.stages.size(); ++k) total = total + (*this)(student.stages[k], teacher.stages[k]);
+    for (std::size_t k = 1; k < student.stages.size(); ++k)
+      total = total + (*this)(student.stages[k], teacher.stages[k]);
     return total;
   }
 

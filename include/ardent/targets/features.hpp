@@ -23,9 +23,9 @@ namespace ardent {
 
 /// A model that exposes its intermediate stages.
 template <typename M>
-concept HasFeatures = ScriptModule<M> || (ModulePointer<M> && requires(M& model, const torch::Tensor& x) {
-                        { model->features(x) } -> std::convertible_to<std::map<std::string, torch::Tensor>>;
-                      });
+concept HasFeatures = ScriptModule<M> ||(ModulePointer<M>&& requires(M& model, const torch::Tensor& x) {
+  { model->features(x) } -> std::convertible_to<std::map<std::string, torch::Tensor>>;
+});
 
 /// The named stage outputs of a model on x.
 template <Model M>
@@ -73,9 +73,10 @@ class Features {
   void bind(Teacher& teacher, Student& student) {
     constexpr std::string_view name = "ardent::targets::Features";
     if (options_.input_shape().empty()) {
-      fail_argument(name, "input_shape",
-                    "is empty, expected the shape of one input sample, e.g. FeaturesOptions().input_shape({1, 28, 28}), "
-                    "to size the connectors before training");
+      fail_argument(
+          name, "input_shape",
+          "is empty, expected the shape of one input sample, e.g. FeaturesOptions().input_shape({1, 28, 28}), "
+          "to size the connectors before training");
     }
     std::vector<int64_t> probe_shape{2};
     probe_shape.insert(probe_shape.end(), options_.input_shape().begin(), options_.input_shape().end());
@@ -151,7 +152,9 @@ class Features {
   }
 
   /// The connectors' trainable parameters.
-  std::vector<torch::Tensor> parameters() const { return connectors_ ? connectors_->parameters() : std::vector<torch::Tensor>{}; }
+  std::vector<torch::Tensor> parameters() const {
+    return connectors_ ? connectors_->parameters() : std::vector<torch::Tensor>{};
+  }
 
   /// The connectors (for checkpoints, train/eval, device moves).
   torch::nn::ModuleList connectors() const { return connectors_; }
@@ -173,8 +176,8 @@ class Features {
     if (found == stages.end()) {
       std::string names;
       for (const auto& entry : stages) names += (names.empty() ? "" : ", ") + entry.first;
-      TORCH_CHECK(false, "ardent::targets::Features: the ", whose, " has no stage '", key, "'; its stages are: ",
-                  names);
+      TORCH_CHECK(false, "ardent::targets::Features: the ", whose, " has no stage '", key,
+                  "'; its stages are: ", names);
     }
     return found->second;
   }

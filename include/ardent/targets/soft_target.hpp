@@ -34,12 +34,12 @@ struct FeatureMaps {
 }  // namespace targets
 
 template <typename T, typename Teacher, typename Student>
-concept SoftTargetFor =
-    Model<Teacher> && Model<Student> && requires(T& target, Teacher& teacher, Student& student, const torch::Tensor& x) {
-      typename T::View;
-      { target.teacher_view(teacher, x) } -> std::same_as<typename T::View>;
-      { target.student_view(student, x) } -> std::same_as<typename T::View>;
-    };
+concept SoftTargetFor = Model<Teacher> && Model<Student> &&
+    requires(T& target, Teacher& teacher, Student& student, const torch::Tensor& x) {
+  typename T::View;
+  { target.teacher_view(teacher, x) } -> std::same_as<typename T::View>;
+  { target.student_view(student, x) } -> std::same_as<typename T::View>;
+};
 
 /// A soft target usable with any pair of ardent models (checked with TorchScript models).
 template <typename T>
@@ -47,7 +47,9 @@ concept SoftTarget = std::copy_constructible<T> && SoftTargetFor<T, torch::jit::
 
 namespace detail {
 template <typename T, typename Teacher, typename Student>
-concept HasBind = requires(T& target, Teacher& teacher, Student& student) { target.bind(teacher, student); };
+concept HasBind = requires(T& target, Teacher& teacher, Student& student) {
+  target.bind(teacher, student);
+};
 
 template <typename T>
 concept HasTargetParameters = requires(T& target) {

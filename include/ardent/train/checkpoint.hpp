@@ -142,16 +142,16 @@ inline int64_t load_checkpoint(Checkpoint& checkpoint, const std::filesystem::pa
   TORCH_CHECK(std::filesystem::is_regular_file(path, ec), who, ": ", path.string(), ": no such file");
   const std::string bytes = io::read_file(path, who);
   const auto prev = previous_checkpoint_path(path);
-  const std::string fallback =
-      std::filesystem::is_regular_file(prev, ec)
-          ? " (the previous checkpoint '" + prev.string() + "' is kept: move it to '" + path.string() + "' to resume)"
-          : "";
+  const std::string fallback = std::filesystem::is_regular_file(prev, ec)
+                                   ? " (the previous checkpoint '" + prev.string() + "' is kept: move it to '" +
+                                         path.string() + "' to resume)"
+                                   : "";
   try {
     TORCH_CHECK(bytes.rfind("PK\x03\x04", 0) == 0, "not a zip archive");
     io::detail::CheckedArchive(bytes).verify();
   } catch (const std::exception& e) {
-    TORCH_CHECK(false, who, ": ", path.string(), ": corrupted or not an ardent checkpoint: ",
-                io::detail::message_of(e), fallback);
+    TORCH_CHECK(false, who, ": ", path.string(), ": corrupted or not an ardent checkpoint: ", io::detail::message_of(e),
+                fallback);
   }
   auto archive = io::detail::open_module_archive(bytes, who, path);
   try {

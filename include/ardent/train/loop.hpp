@@ -71,9 +71,11 @@ History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::opti
   int64_t first_epoch = 0;
   if (options.resume && !options.checkpoint.empty() && std::filesystem::exists(options.checkpoint)) {
     first_epoch = load_checkpoint(checkpoint, options.checkpoint);
-    if (group.is_main()) fmt::print(stderr, "resuming from {} after epoch {}\n", options.checkpoint.string(), first_epoch);
+    if (group.is_main())
+      fmt::print(stderr, "resuming from {} after epoch {}\n", options.checkpoint.string(), first_epoch);
   }
-  distributed::check_same(group, first_epoch, "train_loop: the epoch to resume from (is the checkpoint visible to all?)");
+  distributed::check_same(group, first_epoch,
+                          "train_loop: the epoch to resume from (is the checkpoint visible to all?)");
   std::vector<std::shared_ptr<torch::nn::Module>> trained;
   for (const auto& [name, module] : checkpoint.modules) trained.push_back(module);
   const distributed::DataParallel parallel(group, trainer.parameters(), trained);
@@ -112,7 +114,8 @@ History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::opti
     if (summary.epochs_completed == 0) break;  // a callback stopped inside the epoch: nothing to record
     std::map<std::string, double> row{
         {"epoch", static_cast<double>(epoch + 1)},
-        {"train_loss", distributed::mean_over_ranks(group, summary.epochs.back().mean_loss, summary.epochs.back().samples)},
+        {"train_loss",
+         distributed::mean_over_ranks(group, summary.epochs.back().mean_loss, summary.epochs.back().samples)},
         {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
     if (options.evaluate) row.merge(options.evaluate(epoch));
     history.push_back(row);

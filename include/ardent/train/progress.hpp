@@ -17,7 +17,10 @@ class Progress {
  public:
   /// batches_per_epoch: for the bar and the ETA; every: batches between plain lines.
   explicit Progress(int64_t batches_per_epoch, int64_t epochs, int64_t every = 50, std::FILE* out = stderr)
-      : batches_per_epoch_(batches_per_epoch), epochs_(epochs), every_(every), out_(out),
+      : batches_per_epoch_(batches_per_epoch),
+        epochs_(epochs),
+        every_(every),
+        out_(out),
         terminal_(isatty(fileno(out)) != 0) {}
 
   template <typename Trainer>

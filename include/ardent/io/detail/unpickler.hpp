@@ -51,9 +51,9 @@ struct Value {
   bool boolean = false;
   int64_t integer = 0;
   double real = 0.0;
-  std::string text;               // String, Bytes; the module of a Global or of an Object's class
-  std::string name;               // the name of a Global or of an Object's class
-  std::vector<Value*> items;      // Tuple, List
+  std::string text;                             // String, Bytes; the module of a Global or of an Object's class
+  std::string name;                             // the name of a Global or of an Object's class
+  std::vector<Value*> items;                    // Tuple, List
   std::vector<std::pair<Value*, Value*>> dict;  // Dict, in insertion order
   torch::Tensor tensor;                         // Storage (1-D), Tensor
   std::size_t depth = 1;                        // 1 + the deepest value added to this container
@@ -266,8 +266,8 @@ class Unpickler {
     const std::string record = "data/" + key;
     const int64_t element = static_cast<int64_t>(c10::elementSize(dtype));
     int64_t expected = 0;
-    TORCH_CHECK(numel >= 0 && !__builtin_mul_overflow(numel, element, &expected), "malformed pickle: storage '",
-                key, "' claims ", numel, " elements");
+    TORCH_CHECK(numel >= 0 && !__builtin_mul_overflow(numel, element, &expected), "malformed pickle: storage '", key,
+                "' claims ", numel, " elements");
     // The record's real size is known (and bounded by the file's) before anything is allocated.
     auto [data, bytes] = read_record_(record);
     TORCH_CHECK(bytes == static_cast<uint64_t>(expected), "record '", record, "' has ", bytes, " bytes, expected ",
@@ -316,10 +316,10 @@ class Unpickler {
     int64_t last = offset;
     for (std::size_t i = 0; i < sizes.size(); ++i) {
       int64_t span = 0;
-      TORCH_CHECK(!__builtin_mul_overflow(sizes[i] - 1, strides[i], &span) &&
-                      !__builtin_add_overflow(last, span, &last),
-                  "malformed pickle: tensor of size ", c10::IntArrayRef(sizes), " and stride ",
-                  c10::IntArrayRef(strides), " reaches beyond 2^63 elements");
+      TORCH_CHECK(
+          !__builtin_mul_overflow(sizes[i] - 1, strides[i], &span) && !__builtin_add_overflow(last, span, &last),
+          "malformed pickle: tensor of size ", c10::IntArrayRef(sizes), " and stride ", c10::IntArrayRef(strides),
+          " reaches beyond 2^63 elements");
     }
     TORCH_CHECK(last < storage.numel(), "malformed pickle: tensor of size ", c10::IntArrayRef(sizes), " and stride ",
                 c10::IntArrayRef(strides), " at offset ", offset, " overruns its storage of ", storage.numel(),
@@ -342,7 +342,8 @@ class Unpickler {
         }
         return d;
       }
-      if (m == "torch._utils" && (n == "_rebuild_tensor_v2" || n == "_rebuild_tensor")) return rebuild_tensor(arg_items);
+      if (m == "torch._utils" && (n == "_rebuild_tensor_v2" || n == "_rebuild_tensor"))
+        return rebuild_tensor(arg_items);
       if (m == "torch._utils" && (n == "_rebuild_parameter" || n == "_rebuild_parameter_with_state")) {
         TORCH_CHECK(!arg_items.empty(), "malformed pickle: _rebuild_parameter without arguments");
         return arg_items[0];
