@@ -267,4 +267,24 @@ class FAB {
 static_assert(Attack<FAB>);
 static_assert(TargetedAttack<FAB>);
 
+/// The attack and its settings as JSON, found by argument-dependent lookup (nlohmann::json's
+/// customisation point; `nlohmann::json j = fab;`). ardent::evaluate records it in its report.
+template <typename Json>
+void to_json(Json& j, const FAB& attack) {
+  const auto& o = attack.options();
+  j = Json{{"attack", "FAB"},
+           {"norm", o.norm() == Norm::Linf ? "Linf" : "L2"},
+           {"epsilon", o.epsilon()},
+           {"steps", o.steps()},
+           {"restarts", o.restarts()},
+           {"targeted", o.targeted()},
+           {"target_classes", o.target_classes()},
+           {"alpha_max", o.alpha_max()},
+           {"eta", o.eta()},
+           {"beta", o.beta()},
+           {"clip_min", o.clip_min()},
+           {"clip_max", o.clip_max()},
+           {"eval_mode", o.eval_mode()}};
+}
+
 }  // namespace ardent::attacks

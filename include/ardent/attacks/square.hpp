@@ -365,4 +365,25 @@ class Square {
 static_assert(Attack<Square>);
 static_assert(TargetedAttack<Square>);
 
+/// The attack and its settings as JSON, found by argument-dependent lookup (nlohmann::json's
+/// customisation point; `nlohmann::json j = square;`). "gradient_free" tells ardent::evaluate's
+/// gradient-masking check that this attack does not follow the gradient.
+template <typename Json>
+void to_json(Json& j, const Square& attack) {
+  const auto& o = attack.options();
+  j = Json{{"attack", "Square"},
+           {"gradient_free", true},
+           {"norm", o.norm() == Norm::Linf ? "Linf" : "L2"},
+           {"epsilon", o.epsilon()},
+           {"queries", o.queries()},
+           {"p_init", o.p_init()},
+           {"restarts", o.restarts()},
+           {"loss", o.loss() == SquareLoss::Margin ? "Margin" : "CE"},
+           {"rescale_schedule", o.rescale_schedule()},
+           {"seed", o.seed()},
+           {"clip_min", o.clip_min()},
+           {"clip_max", o.clip_max()},
+           {"eval_mode", o.eval_mode()}};
+}
+
 }  // namespace ardent::attacks

@@ -15,6 +15,7 @@ inline std::pair<torch::Tensor, torch::Tensor> unpack_batch(const torch::data::E
 }
 
 inline std::pair<torch::Tensor, torch::Tensor> unpack_batch(const std::vector<torch::data::Example<>>& examples) {
+  TORCH_CHECK(!examples.empty(), "ardent: a data loader gave an empty batch");
   std::vector<torch::Tensor> data;
   std::vector<torch::Tensor> targets;
   data.reserve(examples.size());
@@ -23,7 +24,8 @@ inline std::pair<torch::Tensor, torch::Tensor> unpack_batch(const std::vector<to
     data.push_back(e.data);
     targets.push_back(e.target);
   }
-  return {torch::stack(data), torch::stack(targets)};
+  // One label per example, whether stored as a scalar or as a one-element tensor.
+  return {torch::stack(data), torch::stack(targets).reshape({-1})};
 }
 
 inline std::pair<torch::Tensor, torch::Tensor> unpack_batch(const std::pair<torch::Tensor, torch::Tensor>& batch) {

@@ -25,53 +25,10 @@ namespace ardent::eval {
 
 namespace detail {
 
-/// The attack's own description when it has one (to_json next to it), else `fallback`.
-template <typename A>
-nlohmann::json settings_or(const A& attack, nlohmann::json fallback) {
-  if constexpr (std::is_constructible_v<nlohmann::json, const A&>) {
-    auto j = describe(attack);
-    for (const auto& [key, value] : fallback.items()) {
-      if (!j.contains(key)) j[key] = value;
-    }
-    return j;
-  } else {
-    return fallback;
-  }
-}
-
-inline Preset fab_preset(std::string name, const attacks::FABOptions& o) {
-  const attacks::FAB attack(o);
-  return {std::move(name), AnyAttack(attack, settings_or(attack, {{"attack", "FAB"},
-                                                                  {"norm", norm_name(o.norm())},
-                                                                  {"epsilon", o.epsilon()},
-                                                                  {"steps", o.steps()},
-                                                                  {"restarts", o.restarts()},
-                                                                  {"targeted", o.targeted()},
-                                                                  {"target_classes", o.target_classes()},
-                                                                  {"alpha_max", o.alpha_max()},
-                                                                  {"eta", o.eta()},
-                                                                  {"beta", o.beta()},
-                                                                  {"clip_min", o.clip_min()},
-                                                                  {"clip_max", o.clip_max()},
-                                                                  {"eval_mode", o.eval_mode()}}))};
-}
+inline Preset fab_preset(std::string name, const attacks::FABOptions& o) { return {std::move(name), attacks::FAB(o)}; }
 
 inline Preset square_preset(std::string name, const attacks::SquareOptions& o) {
-  const attacks::Square attack(o);
-  return {std::move(name),
-          AnyAttack(attack, settings_or(attack, {{"attack", "Square"},
-                                                 {"gradient_free", true},
-                                                 {"norm", norm_name(o.norm())},
-                                                 {"epsilon", o.epsilon()},
-                                                 {"queries", o.queries()},
-                                                 {"p_init", o.p_init()},
-                                                 {"restarts", o.restarts()},
-                                                 {"loss", o.loss() == attacks::SquareLoss::Margin ? "Margin" : "CE"},
-                                                 {"rescale_schedule", o.rescale_schedule()},
-                                                 {"seed", o.seed()},
-                                                 {"clip_min", o.clip_min()},
-                                                 {"clip_max", o.clip_max()},
-                                                 {"eval_mode", o.eval_mode()}}))};
+  return {std::move(name), attacks::Square(o)};
 }
 
 }  // namespace detail

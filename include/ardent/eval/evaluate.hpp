@@ -20,6 +20,7 @@
 // eval/presets.hpp and eval/autoattack.hpp the presets.
 
 #include "ardent/core/attack.hpp"
+#include "ardent/core/batch.hpp"
 #include "ardent/core/check.hpp"
 #include "ardent/core/mode_guard.hpp"
 #include "ardent/eval/autoattack.hpp"
@@ -335,26 +336,6 @@ std::vector<NamedAttack<M>> bind(const Attacks& attacks) {
   return bound;
 }
 
-/// A data loader's batch as (x, y): an Example (after a Stack transform) or a vector of them.
-template <typename Batch>
-std::pair<torch::Tensor, torch::Tensor> unpack(const Batch& batch) {
-  if constexpr (requires {
-                  batch.data;
-                  batch.target;
-                }) {
-    return {batch.data, batch.target};
-  } else {
-    std::vector<torch::Tensor> xs;
-    std::vector<torch::Tensor> ys;
-    for (const auto& example : batch) {
-      xs.push_back(example.data);
-      ys.push_back(example.target);
-    }
-    TORCH_CHECK(!xs.empty(), "ardent::evaluate: argument 'loader' gave an empty batch");
-    return {torch::stack(xs), torch::stack(ys).reshape({-1})};
-  }
-}
-
 }  // namespace detail
 
 /// Anything an evaluation list can hold for models of type M: a NamedAttack<M> or a Preset.
@@ -401,7 +382,7 @@ EvalReport evaluate(M& model, Loader&& loader, const Attacks& attacks, const Eva
   ModeGuard mode(model, /*eval=*/true);
   eval::detail::Evaluation<M> evaluation(model, bound, options, -1);
   for (auto&& batch : loader) {
-    const auto [x, y] = eval::detail::unpack(batch);
+    const auto [x, y] = unpack_batch(batch);
     evaluation.add(x, y, /*checked=*/false);
   }
   return evaluation.report();

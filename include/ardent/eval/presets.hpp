@@ -5,6 +5,7 @@
 // The AutoAttack versions with FAB-T and Square are in eval/autoattack.hpp.
 
 #include "ardent/attacks/apgd.hpp"
+#include "ardent/attacks/bim.hpp"
 #include "ardent/attacks/cw_linf.hpp"
 #include "ardent/attacks/pgd.hpp"
 #include "ardent/eval/named_attack.hpp"
@@ -28,7 +29,12 @@ inline Preset apgd_preset(std::string name, attacks::APGDOptions options) {
 inline Preset pgd(double epsilon, int64_t steps = 20, Norm norm = Norm::Linf) {
   return {fmt::format("PGD-{} ({}, eps {:.4g})", steps, detail::norm_name(norm), epsilon),
           attacks::PGD(attacks::PGDOptions(epsilon).steps(steps).norm(norm).step_size(
-              2.5 * epsilon / static_cast<double>(std::max<int64_t>(steps, 1))))};
+              attacks::madry_step_size(epsilon, steps)))};
+}
+/// BIM (Kurakin et al. 2017): PGD without the random start, steps of 2.5 eps / steps (Linf).
+inline Preset bim(double epsilon, int64_t steps = 20) {
+  return {fmt::format("BIM-{} (eps {:.4g})", steps, epsilon),
+          attacks::BIM(attacks::BIMOptions(epsilon).steps(steps).step_size(attacks::madry_step_size(epsilon, steps)))};
 }
 inline Preset cw_linf(double epsilon, int64_t steps = 20, double kappa = 0.0) {
   return {fmt::format("CW-Linf-{} (eps {:.4g})", steps, epsilon), attacks::cw_linf(epsilon, steps, kappa)};
