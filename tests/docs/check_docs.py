@@ -12,7 +12,8 @@ Each block gets a namespace of its own. Its definitions (types, templates, conce
 using-declarations, static_asserts) stay at namespace scope; its statements go, in order, into one
 function of that namespace. The prelude below declares the names the snippets take as given (a
 model, a batch, a teacher and a student, ...), so a snippet reads as it would in a user's trainer.
-#line directives make every compiler error point at the Markdown file and line.
+#line directives make every compiler error point at the Markdown file and line. A block indented
+under a list item loses its fence's indentation first.
 
 synopses: a block opened with ```cpp synopsis lists declarations of the library's own API (a class's
 members, a concept's shape) that cannot compile on their own; each function name it declares must
