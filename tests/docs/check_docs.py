@@ -12,7 +12,8 @@ Each block gets a namespace of its own. Its definitions (types, templates, conce
 using-declarations, static_asserts) stay at namespace scope; its statements go, in order, into one
 function of that namespace. The prelude below declares the names the snippets take as given (a
 model, a batch, a teacher and a student, ...), so a snippet reads as it would in a user's trainer.
-#line directives make every compiler error point at the Markdown file and line.
+#line directives make every compiler error point at the Markdown file and line. A block indented
+under a list item loses its fence's indentation first.
 
 synopses: a block opened with ```cpp synopsis lists declarations of the library's own API (a class's
 members, a concept's shape) that cannot compile on their own; each function name it declares must
@@ -41,12 +42,16 @@ using Student = ardent::models::SmallCNN;
 inline Teacher teacher{ardent::models::SmallCNNOptions(10).width(8)};
 inline Student student{ardent::models::SmallCNNOptions(10).width(4)};
 inline ardent::models::SmallCNN model{ardent::models::SmallCNNOptions(10)};
-inline torch::Tensor x, y, labels, targets, teacher_logits, x_test, y_test;
+inline torch::Tensor x, y, labels, targets, teacher_logits, student_logits, x_test, y_test;
 inline std::vector<std::pair<torch::Tensor, torch::Tensor>> batches;
 inline torch::optim::SGD optimizer{student->parameters(), torch::optim::SGDOptions(0.1)};
 inline ardent::losses::KL kl;
 inline ardent::targets::Logits logits;
 inline ardent::DistillerOptions opts;
+inline ardent::attacks::PGD pgd{ardent::paper_pgd()};
+inline ardent::ARD<Teacher, Student> ard = ardent::make_ard(teacher, student);
+inline const ardent::data::MNIST train_set;
+inline ardent::data::ShuffledBatches loader{train_set.images(), train_set.labels(), 128, 0};
 }  // namespace doc_prelude
 '''
 
@@ -58,12 +63,12 @@ DEFINITION = re.compile(
 def blocks(path, info='cpp'):
     """Yields (first line number, lines) of each block opened with ```<info>."""
     lines = open(path, encoding='utf-8').read().split('\n')
-    start, body = None, []
+    start, body, indent = None, [], 0
     for number, line in enumerate(lines, 1):
         if start is None and line.strip() == '```' + info:
-            start, body = number + 1, []
+            start, body, indent = number + 1, [], len(line) - len(line.lstrip())
         elif start is not None and line.strip().startswith('```'):
-            yield start, body
+            yield start, [l[indent:] if l[:indent].isspace() else l for l in body]  # a block in a list item
             start = None
         elif start is not None:
             body.append(line)
