@@ -116,6 +116,12 @@ student() {
 
 teacher() {
   local dir="$out2/teacher_w$TEACHER_WIDTH"
+  # A run stopped in an earlier session continues from the checkpoint committed with its metrics.
+  if [ ! -f "$dir/checkpoint.pt" ] && [ -f models/fashion_teacher_w64.checkpoint.pt ]; then
+    mkdir -p "$dir"
+    cp models/fashion_teacher_w64.checkpoint.pt "$dir/checkpoint.pt"
+    cp models/fashion_teacher_w64.metrics.csv "$dir/metrics.csv"
+  fi
   if [ ! -f "$dir/teacher.pt" ]; then
     local resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
     echo "study: training the strong teacher (width $TEACHER_WIDTH, $TEACHER_EPOCHS epochs of Madry AT)"
