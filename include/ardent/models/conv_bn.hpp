@@ -57,4 +57,13 @@ inline torch::Tensor conv_bn(torch::nn::Conv2d& conv, torch::nn::BatchNorm2d& bn
   return conv2d(conv, x, folded.weight, folded.bias);
 }
 
+/// conv_bn() of a Sequential(Conv2d, BatchNorm2d), as the blocks' projection shortcuts are stored (with
+/// PyTorch's parameter names `shortcut.0.*`, `shortcut.1.*`). The layers are looked up on each call,
+/// because clone() replaces a Sequential's contents.
+inline torch::Tensor conv_bn(const torch::nn::Sequential& pair, const torch::Tensor& x) {
+  torch::nn::Conv2d conv(std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(pair->ptr(0)));
+  torch::nn::BatchNorm2d bn(std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(pair->ptr(1)));
+  return conv_bn(conv, bn, x);
+}
+
 }  // namespace ardent::models

@@ -61,18 +61,11 @@ class MobileNetV2BlockImpl : public torch::nn::Cloneable<MobileNetV2BlockImpl> {
     auto out = torch::relu(conv_bn(conv1_, bn1_, x));
     out = torch::relu(conv_bn(conv2_, bn2_, out));
     out = conv_bn(conv3_, bn3_, out);
-    if (stride_ == 1) out = out + (shortcut_ ? shortcut(x) : x);
+    if (stride_ == 1) out = out + (shortcut_ ? conv_bn(shortcut_, x) : x);
     return out;
   }
 
  private:
-  // The shortcut's layers, looked up in the Sequential on each call (clone() replaces its contents).
-  torch::Tensor shortcut(const torch::Tensor& x) {
-    torch::nn::Conv2d conv(std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(shortcut_->ptr(0)));
-    torch::nn::BatchNorm2d bn(std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(shortcut_->ptr(1)));
-    return conv_bn(conv, bn, x);
-  }
-
   int64_t in_channels_;
   int64_t out_channels_;
   int64_t expansion_;

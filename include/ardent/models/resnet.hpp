@@ -58,17 +58,10 @@ class ResNetBasicBlockImpl : public torch::nn::Cloneable<ResNetBasicBlockImpl> {
   torch::Tensor forward(const torch::Tensor& x) {
     auto out = torch::relu(conv_bn(conv1_, bn1_, x));
     out = conv_bn(conv2_, bn2_, out);
-    return torch::relu(out + (shortcut_ ? shortcut(x) : x));
+    return torch::relu(out + (shortcut_ ? conv_bn(shortcut_, x) : x));
   }
 
  private:
-  // The shortcut's layers, looked up in the Sequential on each call (clone() replaces its contents).
-  torch::Tensor shortcut(const torch::Tensor& x) {
-    torch::nn::Conv2d conv(std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(shortcut_->ptr(0)));
-    torch::nn::BatchNorm2d bn(std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(shortcut_->ptr(1)));
-    return conv_bn(conv, bn, x);
-  }
-
   int64_t in_channels_;
   int64_t out_channels_;
   int64_t stride_;
