@@ -7,8 +7,10 @@
 #include <ardent/attacks/bim.hpp>
 #include <ardent/attacks/cw.hpp>
 #include <ardent/attacks/cw_linf.hpp>
+#include <ardent/attacks/fab.hpp>
 #include <ardent/attacks/fgsm.hpp>
 #include <ardent/attacks/mifgsm.hpp>
+#include <ardent/attacks/square.hpp>
 #include <ardent/distill/factories.hpp>
 #include <ardent/models/small_cnn.hpp>
 

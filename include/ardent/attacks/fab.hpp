@@ -56,9 +56,6 @@ struct FABOptions {
 
 namespace detail {
 
-template <typename>
-inline constexpr bool fab_rejects_objective = false;
-
 /// Which boundary a FAB run linearises, and what counts as success.
 enum class FABMode {
   Untargeted,  // nearest linearised boundary of any class t != y; success: argmax != y
@@ -205,12 +202,8 @@ class FAB {
   /// `goal`: labels (FAB-T with targeted(true), untargeted FAB with targeted(false)) or
   /// ardent::Targeted{targets} (the closest point classified as t, whatever targeted() says).
   /// A sample already misclassified (or already classified as its target) comes back unchanged.
-  template <Model M, AttackGoal G>
+  template <Model M, LabelsOrTargets G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
-    static_assert(std::same_as<G, torch::Tensor> || std::same_as<G, Targeted> || detail::fab_rejects_objective<G>,
-                  "ardent::attacks::FAB searches the closest misclassified point for labels or "
-                  "ardent::Targeted{targets}; an arbitrary objective has no decision boundary to project on. Use "
-                  "ardent::attacks::PGD or ardent::attacks::APGD to maximise an objective.");
     constexpr bool chosen = std::same_as<G, Targeted>;
     constexpr std::string_view name = "ardent::attacks::FAB";
     const auto& o = options_;

@@ -89,9 +89,6 @@ inline int64_t square_side(double p, int64_t height, int64_t width, Norm norm) {
 
 namespace detail {
 
-template <typename>
-inline constexpr bool square_rejects_objective = false;
-
 /// The attack's random stream: a CPU generator and the reference's three kinds of draw.
 class SquareRandom {
  public:
@@ -301,18 +298,14 @@ class Square {
   const SquareOptions& options() const { return options_; }
 
   /// `goal`: labels (untargeted) or ardent::Targeted{targets}. Images [B, c, h, w].
-  template <Model M, AttackGoal G>
+  template <Model M, LabelsOrTargets G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
     return perturb_observed(model, x, goal, [](const detail::SquareStep&) {});
   }
 
   /// perturb, calling `observe(const detail::SquareStep&)` after every query of every run.
-  template <Model M, AttackGoal G, typename Observer>
+  template <Model M, LabelsOrTargets G, typename Observer>
   torch::Tensor perturb_observed(M& model, const torch::Tensor& x, const G& goal, const Observer& observe) const {
-    static_assert(std::same_as<G, torch::Tensor> || std::same_as<G, Targeted> || detail::square_rejects_objective<G>,
-                  "ardent::attacks::Square searches for a misclassified point of labels or ardent::Targeted{targets} "
-                  "on their margin; it does not take an arbitrary objective. Use ardent::attacks::PGD or "
-                  "ardent::attacks::APGD to maximise an objective.");
     constexpr bool targeted = std::same_as<G, Targeted>;
     constexpr std::string_view name = "ardent::attacks::Square";
     const auto& o = options_;
