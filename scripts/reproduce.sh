@@ -10,10 +10,14 @@
 #   scripts/reproduce.sh seeds      # ARD against Madry AT at width 16 (strong teacher), seeds 1 and 2
 #   scripts/reproduce.sh recipe     # ard against ard_official and ARD at T = 4 (width 16, strong teacher)
 #   scripts/reproduce.sh claims     # KD on clean images from the strong teacher, natural training
+#   scripts/reproduce.sh teacher_autoattack  # the full AutoAttack of both teachers
 #   scripts/reproduce.sh report     # docs/reproduction_results.md (both studies) and the plots
 #
 # Part 2's runs use one thread each (OMP_WAIT_POLICY=PASSIVE); its sizes are the variables below and
-# are stated in docs/reproduction.md.
+# are stated in docs/reproduction.md. Each run holds a lock while it trains, so on a machine with N
+# cores N copies of the same command share the work (a run locked by another copy is left to it):
+#
+#   scripts/reproduce.sh sweep seeds recipe claims & scripts/reproduce.sh sweep seeds recipe claims
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ARDENT_BUILD_DIR:-$root/build}"
@@ -26,8 +30,9 @@ WIDTHS="${WIDTHS:-4 8 16}"     # part 1: the capacity sweep (Madry AT against AR
 MAIN_WIDTH=16                  # part 1: the width of every method's student
 EPOCHS2="${EPOCHS2:-5}"        # part 2: epochs of every student
 TEACHER_WIDTH=64               # part 2: the strong teacher
-TEACHER_EPOCHS="${TEACHER_EPOCHS:-10}"
+TEACHER_EPOCHS="${TEACHER_EPOCHS:-5}" # about an hour of one core
 EVAL_IMAGES="${EVAL_IMAGES:-1000}"
+AUTOATTACK_IMAGES="${AUTOATTACK_IMAGES:-200}"
 SEED=0
 export OMP_WAIT_POLICY=PASSIVE
 
@@ -84,6 +89,14 @@ part1() {
 
 # --- part 2 -------------------------------------------------------------------------------------
 
+# claim NAME: true when this copy of the script may make run NAME, which it then holds until it exits;
+# false while another copy holds it. The lock goes with the process, so a killed copy leaves none.
+claim() {
+  local fd
+  exec {fd}>"$out2/$1.lock"
+  flock -n "$fd"
+}
+
 # evaluate2 NAME MODEL WIDTH: clean, PGD-20, BIM-20, CW-Linf-20, APGD-CE, APGD-T and the worst case.
 evaluate2() {
   local name=$1 model=$2 width=$3
@@ -98,6 +111,8 @@ evaluate2() {
 # are copied to docs/reproduction_data/part2, then it is evaluated.
 student() {
   local name=$1 recipe=$2 width=$3 teacher=$4 seed=$5; shift 5
+  [ -f "$data2/$name.eval.json" ] && return 0
+  claim "$name" || { echo "study: $name is being made by another copy"; return 0; }
   local args=(--recipe "$recipe" --width "$width" --epsilon $EPSILON --epochs "$EPOCHS2" --eval-limit "$EVAL_IMAGES"
               --seed "$seed" --threads 1 --out "$out2/$name" "$@")
   case $teacher in
@@ -114,8 +129,19 @@ student() {
   evaluate2 "$name" "$out2/$name/student.pt" "$width"
 }
 
+# autoattack NAME MODEL WIDTH: the standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) of one model.
+autoattack() {
+  local name=$1 model=$2 width=$3
+  [ -f "$data2/$name.autoattack.json" ] && return 0
+  "$build/examples/evaluate" --checkpoint "$model" --width "$width" --suite autoattack --epsilon $EPSILON \
+    --limit "$AUTOATTACK_IMAGES" --seed $SEED --threads 1 --json "$data2/$name.autoattack.json" > "$out2/$name.autoattack.log" 2>&1
+  tail -n 3 "$out2/$name.autoattack.log"
+}
+
 teacher() {
-  local dir="$out2/teacher_w$TEACHER_WIDTH"
+  local dir="$out2/teacher_w$TEACHER_WIDTH" lock
+  exec {lock}>"$out2/teacher.lock"
+  flock "$lock"  # every copy waits for the teacher its students need
   # A run stopped in an earlier session continues from the checkpoint committed with its metrics.
   if [ ! -f "$dir/checkpoint.pt" ] && [ -f models/fashion_teacher_w64.checkpoint.pt ]; then
     mkdir -p "$dir"
@@ -131,8 +157,18 @@ teacher() {
   cp "$dir/teacher.pt" models/fashion_teacher_w64.pt
   cp "$dir/metrics.csv" models/fashion_teacher_w64.metrics.csv
   cp "$dir/report.json" models/fashion_teacher_w64.report.json
-  evaluate2 teacher_strong models/fashion_teacher_w64.pt $TEACHER_WIDTH
-  evaluate2 teacher_weak models/fashion_teacher.pt 32
+  flock -u "$lock"
+  claim teacher_strong && evaluate2 teacher_strong models/fashion_teacher_w64.pt $TEACHER_WIDTH
+  claim teacher_weak && evaluate2 teacher_weak models/fashion_teacher.pt 32
+  return 0
+}
+
+# The full AutoAttack of both teachers, on the first AUTOATTACK_IMAGES test images (its 100-step
+# APGD-T and FAB-T with nine target classes and 5,000 Square queries cost too much for 1,000 here).
+teacher_autoattack() {
+  claim teacher_strong.autoattack && autoattack teacher_strong models/fashion_teacher_w64.pt $TEACHER_WIDTH
+  claim teacher_weak.autoattack && autoattack teacher_weak models/fashion_teacher.pt 32
+  return 0
 }
 
 sweep() {
@@ -170,10 +206,11 @@ report() {
 }
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(part1 teacher sweep seeds recipe claims report)
+[ ${#parts[@]} -eq 0 ] && parts=(part1 teacher sweep seeds recipe claims teacher_autoattack report)
 for part in "${parts[@]}"; do
   case $part in
-    part1|teacher|sweep|seeds|recipe|claims|report) "$part" ;;
-    *) echo "reproduce.sh: unknown part '$part' (part1, teacher, sweep, seeds, recipe, claims, report)" >&2; exit 2 ;;
+    part1|teacher|sweep|seeds|recipe|claims|teacher_autoattack|report) "$part" ;;
+    *) echo "reproduce.sh: unknown part '$part' (part1, teacher, sweep, seeds, recipe, claims, teacher_autoattack," \
+            "report)" >&2; exit 2 ;;
   esac
 done
