@@ -69,10 +69,7 @@ std::vector<ardent::eval::Preset> make_suite(const Settings& s) {
   if (s.suite == "autoattack-rand") return ev::autoattack_rand(eps, norm);
   if (s.suite == "autoattack-quick") return ev::autoattack_quick(eps, norm);
   if (s.suite == "autoattack-lite") return ev::autoattack_lite(eps, norm, steps);
-  if (s.suite == "study") {  // docs/reproduction.md: the paper's PGD next to the attacks it did not run
-    return {ev::pgd(eps, pgd_steps), ev::bim(eps, pgd_steps), ev::cw_linf(eps, pgd_steps), ev::apgd_ce(eps, steps),
-            ev::apgd_t(eps, steps)};
-  }
+  if (s.suite == "study") return ev::study_suite(eps, s.steps > 0 ? s.steps : 20);
   // all: the weaker attacks first, so the stronger ones run only on what is left.
   auto all = std::vector<ev::Preset>{ev::pgd(eps, pgd_steps, norm)};
   if (norm == ardent::Norm::Linf) all.push_back(ev::cw_linf(eps, pgd_steps));

@@ -1,49 +1,76 @@
-// resnet18_to_mobilenetv2: the setting of the ARD paper (Goldblum et al. 2020) on CIFAR-10: a
-// robust ResNet18 teacher distilled into a MobileNetV2 student with ARD (PGD-10 of 2/255 within
-// 8/255, KL at T = 30, alpha 1), SGD with momentum, random crop and flip.
+// resnet18_to_mobilenetv2: the setting of the ARD paper (Goldblum et al. 2020): a robust ResNet18
+// teacher distilled into a MobileNetV2 student with ARD (PGD-10 of 2/255 within 8/255, KL at T = 30,
+// alpha 1), SGD with momentum, random crop and flip, on CIFAR-10 - or the same pair at a reduced
+// size on Fashion-MNIST (1-channel stems, narrower networks), where it also trains the teacher:
 //
 //   resnet18_to_mobilenetv2 --data cifar-10-batches-bin --teacher resnet18_trades.pt --epochs 200
+//   resnet18_to_mobilenetv2 --dataset fashion-mnist --recipe teacher --teacher-width 16 --epsilon 0.1 --out runs/rn
+//   resnet18_to_mobilenetv2 --dataset fashion-mnist --teacher runs/rn/teacher.pt --teacher-format ardent
+//       --teacher-width 16 --width-multiplier 0.25 --epsilon 0.1 --out runs/mnv2
 //
-// The teacher is a PyTorch state dict (kuangliu / ARD parameter names, `module.` prefix accepted),
-// an ardent checkpoint, or a TorchScript file (--teacher-format). `--synthetic N` replaces the data
-// by N random images to check the pipeline without CIFAR-10. `--help` lists every option.
+// --recipe ard (the default) distils; madry trains the MobileNetV2 student alone by Madry AT (the
+// paper's baseline); teacher trains the ResNet18 by Madry AT and writes <out>/teacher.pt. The teacher
+// is a PyTorch state dict (kuangliu / ARD parameter names, `module.` prefix accepted), an ardent
+// checkpoint, or a TorchScript file (--teacher-format). `--synthetic N` replaces the data by N random
+// images to check the pipeline. Writes <out>/student.pt (or teacher.pt), checkpoint.pt (every epoch;
+// --resume continues from it), metrics.csv, report.json and, with --final-eval, eval.json (clean,
+// PGD-20, BIM-20, CW-Linf-20, APGD-CE, APGD-T and the worst case). Runs data-parallel under
+// scripts/launch.sh (--sync-batch-norm: BatchNorm over all ranks' batches). `--help` lists every option.
 #include "common.hpp"
 
 #include <ardent/data/augment.hpp>
 #include <ardent/data/cifar.hpp>
+#include <ardent/eval/evaluate.hpp>
+#include <ardent/eval/presets.hpp>
 
 #include <CLI/CLI.hpp>
 
 namespace {
 
 struct Settings {
+  std::string dataset = "cifar10";
   std::string data_dir;
+  std::string recipe = "ard";
   std::string teacher_path;
   std::string teacher_format = "state-dict";
+  int64_t teacher_width = 64;
+  double width_multiplier = 1.0;
+  double epsilon = 8.0 / 255;
+  int64_t steps = 10;
   int64_t synthetic = 0;
   int64_t epochs = 1;
   int64_t batch_size = 128;
   double lr = 0.1;
   int64_t limit = 0;
   int64_t eval_limit = 1000;
+  bool final_eval = false;
+  bool sync_batch_norm = false;
   uint64_t seed = 0;
   int threads = examples::default_threads();
   std::string out = "runs/resnet18_to_mobilenetv2";
   bool resume = false;
+
+  int64_t channels() const { return dataset == "cifar10" ? 3 : 1; }
 };
 
-/// Augments each batch of the wrapped batches with random crop (padding 4) and flip.
+/// The batches of a ShuffledBatches, each augmented by random crop (padding 4) and flip when
+/// `augment` (CIFAR-10, as the paper); the crops of an epoch depend only on (seed, epoch).
 class AugmentedBatches {
  public:
-  AugmentedBatches(ardent::data::ShuffledBatches& batches, uint64_t seed) : batches_(batches), seed_(seed) {}
+  AugmentedBatches(ardent::data::ShuffledBatches& batches, uint64_t seed, bool augment)
+      : batches_(batches), seed_(seed), augment_(augment) {}
   void set_epoch(int64_t epoch) { batches_.set_epoch(epoch); }
+  void set_shard(int64_t rank, int64_t size) { batches_.set_shard(rank, size); }
+  uint64_t seed() const { return batches_.seed(); }
   int64_t batches_per_epoch() const { return batches_.batches_per_epoch(); }
 
   struct Iterator {
     ardent::data::ShuffledBatches::Iterator inner;
     at::Generator generator;
+    bool augment;
     std::pair<torch::Tensor, torch::Tensor> operator*() const {
       auto [x, y] = *inner;
+      if (!augment) return {x, y};
       return {ardent::data::random_crop_flip(x, 4, generator), y};
     }
     Iterator& operator++() {
@@ -54,92 +81,158 @@ class AugmentedBatches {
   };
   Iterator begin() {
     const int64_t epoch = batches_.epoch();
-    return {batches_.begin(), at::detail::createCPUGenerator(seed_ * 7919 + static_cast<uint64_t>(epoch))};
+    return {batches_.begin(), at::detail::createCPUGenerator(seed_ * 7919 + static_cast<uint64_t>(epoch)), augment_};
   }
-  Iterator end() { return {batches_.end(), at::detail::createCPUGenerator(0)}; }
+  Iterator end() { return {batches_.end(), at::detail::createCPUGenerator(0), augment_}; }
 
  private:
   ardent::data::ShuffledBatches& batches_;
   uint64_t seed_;
+  bool augment_;
 };
 
-template <typename Teacher>
-void run(Teacher teacher, const examples::Subset& train, const examples::Subset& test, const Settings& s) {
-  ardent::models::MobileNetV2 student;
-  auto ard = ardent::make_ard(teacher, student);  // the paper's defaults
-  torch::optim::SGD optimizer(ard.parameters(), torch::optim::SGDOptions(s.lr).momentum(0.9).weight_decay(2e-4));
-  ardent::data::ShuffledBatches shuffled(train.images, train.labels, s.batch_size, s.seed);
-  // Under scripts/launch.sh: each rank trains on its shard, gradients are averaged over the ranks.
-  const auto& world = ardent::distributed::world();
-  shuffled.set_shard(world.rank(), world.size());
-  AugmentedBatches batches(shuffled, s.seed);
+template <typename M>
+int64_t parameter_count(M& model) {
+  int64_t n = 0;
+  for (const auto& p : model->parameters()) n += p.numel();
+  return n;
+}
 
+ardent::attacks::PGDOptions training_attack(const Settings& s) {
+  return ardent::attacks::PGDOptions(s.epsilon)
+      .step_size(ardent::attacks::madry_step_size(s.epsilon, s.steps))
+      .steps(s.steps);
+}
+
+ardent::models::ResNet18 make_teacher(const Settings& s) {
+  return ardent::models::ResNet18(ardent::models::ResNet18Options(10).in_channels(s.channels()).width(s.teacher_width));
+}
+
+ardent::models::MobileNetV2 make_student(const Settings& s) {
+  return ardent::models::MobileNetV2(
+      ardent::models::MobileNetV2Options(10).in_channels(s.channels()).width_multiplier(s.width_multiplier));
+}
+
+/// Trains `model` with `trainer` (train_loop: checkpoints, metrics, resume, data parallelism), then
+/// writes it as <out>/<name>.pt with report.json and, with --final-eval, eval.json.
+template <typename Trainer, typename M>
+void train_and_save(Trainer& trainer, M& model, const std::string& name, const examples::Subset& train_set,
+                    const examples::Subset& test, const Settings& s) {
+  torch::optim::SGD optimizer(trainer.parameters(), torch::optim::SGDOptions(s.lr).momentum(0.9).weight_decay(2e-4));
+  ardent::data::ShuffledBatches shuffled(train_set.images, train_set.labels, s.batch_size, s.seed);
+  AugmentedBatches batches(shuffled, s.seed, /*augment=*/s.dataset == "cifar10");
   const std::filesystem::path dir(s.out);
-  // The checkpoint holds the metrics rows too: the CSV is rewritten from it on resume and each row
-  // is appended after its checkpoint, so that a kill at any moment leaves them in agreement.
-  ardent::train::Checkpoint checkpoint{0, {{"student", student.ptr()}}, &optimizer};
-  const int64_t start_epoch = s.resume && std::filesystem::exists(dir / "checkpoint.pt")
-                                  ? ardent::train::load_checkpoint(checkpoint, dir / "checkpoint.pt")
-                                  : int64_t{0};
-  // After the checkpoint: rank 0's weights are broadcast to every rank.
-  const ardent::distributed::DataParallel parallel(world, ard.parameters(), {student.ptr()});
-  std::optional<ardent::train::MetricsLog> log;  // rank 0 only
-  if (world.is_main()) {
-    log.emplace(dir / "metrics.csv", std::vector<std::string>{"epoch", "train_loss", "test_clean", "test_pgd20"},
-                /*append=*/start_epoch > 0);
-    if (start_epoch > 0 && !checkpoint.metrics.empty()) log->replace(checkpoint.metrics);
-    if (checkpoint.metrics.empty()) checkpoint.metrics = log->header();
-    if (start_epoch > 0)
-      fmt::print(stderr, "resuming from {} after epoch {}\n", (dir / "checkpoint.pt").string(), start_epoch);
+  ardent::train::LoopOptions loop;
+  loop.epochs = s.epochs;
+  loop.checkpoint = dir / "checkpoint.pt";
+  loop.resume = s.resume;
+  loop.metrics_csv = dir / "metrics.csv";
+  loop.progress_every = 20;
+  loop.sync_batch_norm = s.sync_batch_norm;
+  loop.evaluation_columns = {"test_clean", "test_pgd20"};
+  // What defines the run: resuming with other values is refused (epochs may grow).
+  loop.run_options = {{"dataset", s.dataset},
+                      {"recipe", s.recipe},
+                      {"teacher", s.teacher_path},
+                      {"teacher_width", std::to_string(s.teacher_width)},
+                      {"width_multiplier", fmt::format("{}", s.width_multiplier)},
+                      {"epsilon", fmt::format("{}", s.epsilon)},
+                      {"steps", std::to_string(s.steps)},
+                      {"batch_size", std::to_string(s.batch_size)},
+                      {"lr", fmt::format("{}", s.lr)},
+                      {"limit", std::to_string(s.limit)},
+                      {"seed", std::to_string(s.seed)}};
+  loop.evaluate = [&](int64_t) {
+    return std::map<std::string, double>{
+        {"test_clean", examples::accuracy_under(model, ardent::attacks::None(), test, 100)},
+        {"test_pgd20", examples::accuracy_under(model, examples::pgd(s.epsilon, 20), test, 100)}};
+  };
+  const auto history = ardent::train::train_loop(trainer, batches, optimizer, {{name, model.ptr()}}, loop);
+
+  std::optional<ardent::EvalReport> evaluation;
+  if (s.final_eval) {
+    // Sharded over the ranks, like the per-epoch accuracy; every rank takes part.
+    const auto& world = ardent::distributed::world();
+    evaluation = ardent::distributed::reduce_report(
+        world, ardent::evaluate(model, ardent::distributed::shard(test.images, world),
+                                ardent::distributed::shard(test.labels, world),
+                                ardent::eval::study_suite(s.epsilon, 20), ardent::EvalOptions().batch_size(100)));
   }
-  for (int64_t epoch = start_epoch; epoch < s.epochs; ++epoch) {
-    batches.set_epoch(epoch);
-    if (world.size() > 1) ardent::distributed::reseed(s.seed, epoch, world.rank());
-    ardent::FitSummary summary;
-    if (world.is_main()) {
-      ardent::train::Progress progress(batches.batches_per_epoch(), s.epochs, 20);
-      progress.on_epoch_begin(ard, epoch);
-      summary = ardent::fit(ard, batches, optimizer, 1,
-                            ardent::train::detail::BatchEndOnly<ardent::train::Progress>{progress});
-      progress.on_epoch_end(ard, epoch, summary.epochs.back());
-    } else {
-      summary = ardent::fit(ard, batches, optimizer, 1);
-    }
-    const double loss = ardent::distributed::mean_over_ranks(world, summary.epochs.back().mean_loss,
-                                                             summary.epochs.back().samples);
-    const double clean = examples::accuracy_under(student, ardent::attacks::None(), test, 100);
-    const double robust = examples::accuracy_under(student, examples::pgd(8.0 / 255, 20), test, 100);
-    if (!world.is_main()) continue;
-    const std::map<std::string, double> row{
-        {"epoch", static_cast<double>(epoch + 1)}, {"train_loss", loss}, {"test_clean", clean}, {"test_pgd20", robust}};
-    fmt::print("epoch {}: test clean {:.2f}%, PGD-20 {:.2f}% ({} images)\n", epoch + 1, 100 * clean, 100 * robust,
-               test.images.size(0));
-    checkpoint.epochs_completed = epoch + 1;
-    checkpoint.metrics += log->row(row);
-    ardent::train::save_checkpoint(checkpoint, dir / "checkpoint.pt");
-    log->append(row);
+  if (!examples::main_rank()) return;
+  torch::save(model, (dir / (name + ".pt")).string());
+  const nlohmann::json report{{"program", "resnet18_to_mobilenetv2"},
+                              {"dataset", s.dataset},
+                              {"recipe", s.recipe},
+                              {"model", name},
+                              {"teacher", s.teacher_path},
+                              {"teacher_width", s.teacher_width},
+                              {"width_multiplier", s.width_multiplier},
+                              {"parameters", parameter_count(model)},
+                              {"epsilon", s.epsilon},
+                              {"steps", s.steps},
+                              {"epochs", s.epochs},
+                              {"batch_size", s.batch_size},
+                              {"lr", s.lr},
+                              {"train_images", train_set.images.size(0)},
+                              {"eval_images", test.images.size(0)},
+                              {"seed", s.seed},
+                              {"history", history}};
+  ardent::train::write_json(report, dir / "report.json");
+  if (evaluation) {
+    evaluation->write_json(dir / "eval.json");
+    fmt::print("worst case over the study's attacks: {:.2f}% on {} test images\n",
+               100 * evaluation->worst_case_accuracy, evaluation->samples);
   }
-  if (!world.is_main()) return;
-  torch::save(student, (dir / "student.pt").string());
-  fmt::print("wrote {}\n", (dir / "student.pt").string());
+  fmt::print("wrote {}\n", (dir / (name + ".pt")).string());
+}
+
+template <ardent::Model Teacher>
+void distill(Teacher teacher, const examples::Subset& train_set, const examples::Subset& test, const Settings& s) {
+  auto student = make_student(s);
+  auto ard = ardent::make_ard(teacher, student, 1.0, 30.0, training_attack(s));  // the paper's alpha and T
+  train_and_save(ard, student, "student", train_set, test, s);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   Settings s;
-  CLI::App app{"ARD on CIFAR-10: a ResNet18 teacher distilled into a MobileNetV2 student"};
-  app.add_option("--data", s.data_dir, "Directory with CIFAR-10's binary files (data_batch_1.bin ... test_batch.bin)")
+  CLI::App app{"ARD with the paper's pair: a ResNet18 teacher distilled into a MobileNetV2 student"};
+  app.add_option("--dataset", s.dataset, "cifar10 (the paper; needs --data) or fashion-mnist (1-channel stems)")
+      ->check(CLI::IsMember({"cifar10", "fashion-mnist"}))
+      ->capture_default_str();
+  app.add_option("--data", s.data_dir,
+                 "Directory with CIFAR-10's binary files (data_batch_1.bin ... test_batch.bin) or Fashion-MNIST's "
+                 "IDX files (default for fashion-mnist: " +
+                     ardent::data::kFashionMNISTDirectory.string() + ")")
       ->check(CLI::ExistingDirectory);
   app.add_option("--synthetic", s.synthetic, "Use N random images instead of --data (a pipeline check)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--recipe", s.recipe,
+                 "ard (distil the student), madry (Madry AT of the student alone) or teacher (Madry AT of the "
+                 "ResNet18 teacher)")
+      ->check(CLI::IsMember({"ard", "madry", "teacher"}))
+      ->capture_default_str();
   app.add_option("--teacher", s.teacher_path,
-                 "ResNet18 teacher file (without it: a randomly initialised teacher, "
+                 "ResNet18 teacher file for --recipe ard (without it: a randomly initialised teacher, "
                  "for pipeline checks only)")
       ->check(CLI::ExistingFile);
   app.add_option("--teacher-format", s.teacher_format,
-                 "state-dict (PyTorch torch.save), ardent (torch::save) or torchscript")
+                 "state-dict (PyTorch torch.save), ardent (torch::save, e.g. --recipe teacher's teacher.pt) or "
+                 "torchscript")
       ->check(CLI::IsMember({"state-dict", "ardent", "torchscript"}))
+      ->capture_default_str();
+  app.add_option("--teacher-width", s.teacher_width, "ResNet18 width: channels of layer1 (the paper: 64)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--width-multiplier", s.width_multiplier, "MobileNetV2 width multiplier of the student (the paper: 1)")
+      ->check(CLI::Range(0.01, 16.0))
+      ->capture_default_str();
+  app.add_option("--epsilon", s.epsilon, "Linf radius of the training attack and the evaluation (the paper: 8/255)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--steps", s.steps, "PGD steps of the training attack (step size 2.5 eps / steps)")
+      ->check(CLI::Range(1, 10000))
       ->capture_default_str();
   app.add_option("--epochs", s.epochs, "Training epochs (the paper: 200)")
       ->check(CLI::Range(1, 10000))
@@ -151,16 +244,25 @@ int main(int argc, char** argv) {
   app.add_option("--limit", s.limit, "Train on the first N images (0: all)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app.add_option("--eval-limit", s.eval_limit, "Test images for the per-epoch accuracy (0: all)")
+  app.add_option("--eval-limit", s.eval_limit, "Test images for the per-epoch accuracy and --final-eval (0: all)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_flag("--final-eval", s.final_eval,
+               "After training, evaluate with PGD-20, BIM-20, CW-Linf-20, APGD-CE and APGD-T (20 steps each) and "
+               "write <out>/eval.json");
+  app.add_flag("--sync-batch-norm", s.sync_batch_norm,
+               "Under scripts/launch.sh: BatchNorm statistics over all ranks' batches (default: each rank's own)");
   app.add_option("--seed", s.seed, "Random seed")->capture_default_str();
   app.add_option("--threads", s.threads, "LibTorch threads (default: all cores)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
-  app.add_option("--out", s.out, "Output directory (student.pt, checkpoint.pt, metrics.csv)")->capture_default_str();
+  app.add_option("--out", s.out, "Output directory (student.pt or teacher.pt, checkpoint.pt, metrics.csv, report.json)")
+      ->capture_default_str();
   app.add_flag("--resume", s.resume, "Continue from <out>/checkpoint.pt");
   CLI11_PARSE(app, argc, argv);
+  if (s.dataset == "fashion-mnist" && s.data_dir.empty() && s.synthetic == 0) {
+    s.data_dir = ardent::data::kFashionMNISTDirectory.string();
+  }
   if (s.data_dir.empty() == (s.synthetic == 0)) {
     fmt::print(stderr, "resnet18_to_mobilenetv2: give exactly one of --data and --synthetic\n");
     return 2;
@@ -171,10 +273,11 @@ int main(int argc, char** argv) {
     torch::manual_seed(s.seed);
     examples::Subset train;
     examples::Subset test;
+    const int64_t side = s.dataset == "cifar10" ? 32 : 28;
     if (s.synthetic > 0) {
-      train = {torch::rand({s.synthetic, 3, 32, 32}), torch::randint(10, {s.synthetic}, torch::kLong)};
-      test = {torch::rand({s.synthetic, 3, 32, 32}), torch::randint(10, {s.synthetic}, torch::kLong)};
-    } else {
+      train = {torch::rand({s.synthetic, s.channels(), side, side}), torch::randint(10, {s.synthetic}, torch::kLong)};
+      test = {torch::rand({s.synthetic, s.channels(), side, side}), torch::randint(10, {s.synthetic}, torch::kLong)};
+    } else if (s.dataset == "cifar10") {
       const ardent::data::CIFAR10 train_set(s.data_dir, ardent::data::CIFAR10::Split::Train);
       const ardent::data::CIFAR10 test_set(s.data_dir, ardent::data::CIFAR10::Split::Test);
       const auto take = [](const auto& set, int64_t limit) {
@@ -183,14 +286,24 @@ int main(int argc, char** argv) {
       };
       train = take(train_set, s.limit);
       test = take(test_set, s.eval_limit);
-    }
-    fmt::print("ARD: ResNet18 teacher -> MobileNetV2 student, {} training images, {} epochs\n", train.images.size(0),
-               s.epochs);
-    if (s.teacher_format == "torchscript" && !s.teacher_path.empty()) {
-      auto teacher = torch::jit::load(s.teacher_path);
-      run(teacher, train, test, s);
     } else {
-      ardent::models::ResNet18 teacher;
+      train = examples::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Train), s.limit);
+      test = examples::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Test), s.eval_limit);
+    }
+    fmt::print("{} on {}: ResNet18 (width {}) -> MobileNetV2 (x{}), {} training images, epsilon {:.4g}, {} epochs\n",
+               s.recipe, s.dataset, s.teacher_width, s.width_multiplier, train.images.size(0), s.epsilon, s.epochs);
+    if (s.recipe == "teacher") {
+      auto teacher = make_teacher(s);
+      auto trainer = ardent::make_madry_trainer(teacher, training_attack(s));
+      train_and_save(trainer, teacher, "teacher", train, test, s);
+    } else if (s.recipe == "madry") {
+      auto student = make_student(s);
+      auto trainer = ardent::make_madry_trainer(student, training_attack(s));
+      train_and_save(trainer, student, "student", train, test, s);
+    } else if (s.teacher_format == "torchscript" && !s.teacher_path.empty()) {
+      distill(torch::jit::load(s.teacher_path), train, test, s);
+    } else {
+      auto teacher = make_teacher(s);
       if (s.teacher_path.empty()) {
         fmt::print("no --teacher: using a randomly initialised ResNet18 (pipeline check only)\n");
       } else if (s.teacher_format == "ardent") {
@@ -198,7 +311,7 @@ int main(int argc, char** argv) {
       } else {
         ardent::load_state_dict(teacher, s.teacher_path);
       }
-      run(teacher, train, test, s);
+      distill(teacher, train, test, s);
     }
   } catch (const std::exception& e) {
     fmt::print(stderr, "resnet18_to_mobilenetv2: {}\n", e.what());

@@ -10,6 +10,7 @@
 #   scripts/reproduce.sh seeds      # ARD against Madry AT at width 16 (strong teacher), seeds 1 and 2
 #   scripts/reproduce.sh recipe     # ard against ard_official and ARD at T = 4 (width 16, strong teacher)
 #   scripts/reproduce.sh claims     # KD on clean images from the strong teacher, natural training
+#   scripts/reproduce.sh pair       # the paper's ResNet18 -> MobileNetV2 pair, reduced (sizes below)
 #   scripts/reproduce.sh teacher_autoattack  # the full AutoAttack of both teachers
 #   scripts/reproduce.sh report     # docs/reproduction_results.md (both studies) and the plots
 #
@@ -42,7 +43,7 @@ if ! dpkg-query -W -f='${Status}' python3-matplotlib 2>/dev/null | grep -q "inst
   "${sudo_cmd[@]}" apt-get update -qq && "${sudo_cmd[@]}" apt-get install -y -qq python3-matplotlib >/dev/null
 fi
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j "$(nproc)" --target distill evaluate train_teacher
+cmake --build "$build" -j "$(nproc)" --target distill evaluate train_teacher resnet18_to_mobilenetv2
 mkdir -p "$out" "$out2" "$data2"
 cd "$root"
 
@@ -89,12 +90,31 @@ part1() {
 
 # --- part 2 -------------------------------------------------------------------------------------
 
-# claim NAME: true when this copy of the script may make run NAME, which it then holds until it exits;
-# false while another copy holds it. The lock goes with the process, so a killed copy leaves none.
+# claim NAME: true when this copy of the script may make run NAME, which it then holds until
+# `release NAME` (or its exit); false while another copy holds it. The lock goes with the process,
+# so a killed copy leaves none behind.
+declare -A locks
 claim() {
   local fd
   exec {fd}>"$out2/$1.lock"
-  flock -n "$fd"
+  if flock -n "$fd"; then
+    locks[$1]=$fd
+    return 0
+  fi
+  exec {fd}>&-
+  return 1
+}
+release() {
+  local fd=${locks[$1]}
+  unset "locks[$1]"
+  exec {fd}>&-
+}
+# wait_for NAME: returns once no copy holds NAME.
+wait_for() {
+  local fd
+  exec {fd}>"$out2/$1.lock"
+  flock "$fd"
+  exec {fd}>&-
 }
 
 # evaluate2 NAME MODEL WIDTH: clean, PGD-20, BIM-20, CW-Linf-20, APGD-CE, APGD-T and the worst case.
@@ -113,6 +133,12 @@ student() {
   local name=$1 recipe=$2 width=$3 teacher=$4 seed=$5; shift 5
   [ -f "$data2/$name.eval.json" ] && return 0
   claim "$name" || { echo "study: $name is being made by another copy"; return 0; }
+  student_run "$name" "$recipe" "$width" "$teacher" "$seed" "$@"
+  release "$name"
+}
+
+student_run() {
+  local name=$1 recipe=$2 width=$3 teacher=$4 seed=$5; shift 5
   local args=(--recipe "$recipe" --width "$width" --epsilon $EPSILON --epochs "$EPOCHS2" --eval-limit "$EVAL_IMAGES"
               --seed "$seed" --threads 1 --out "$out2/$name" "$@")
   case $teacher in
@@ -158,16 +184,17 @@ teacher() {
   cp "$dir/metrics.csv" models/fashion_teacher_w64.metrics.csv
   cp "$dir/report.json" models/fashion_teacher_w64.report.json
   flock -u "$lock"
-  claim teacher_strong && evaluate2 teacher_strong models/fashion_teacher_w64.pt $TEACHER_WIDTH
-  claim teacher_weak && evaluate2 teacher_weak models/fashion_teacher.pt 32
+  claim teacher_strong && { evaluate2 teacher_strong models/fashion_teacher_w64.pt $TEACHER_WIDTH; release teacher_strong; }
+  claim teacher_weak && { evaluate2 teacher_weak models/fashion_teacher.pt 32; release teacher_weak; }
   return 0
 }
 
 # The full AutoAttack of both teachers, on the first AUTOATTACK_IMAGES test images (its 100-step
 # APGD-T and FAB-T with nine target classes and 5,000 Square queries cost too much for 1,000 here).
 teacher_autoattack() {
-  claim teacher_strong.autoattack && autoattack teacher_strong models/fashion_teacher_w64.pt $TEACHER_WIDTH
-  claim teacher_weak.autoattack && autoattack teacher_weak models/fashion_teacher.pt 32
+  claim teacher_strong.autoattack &&
+    { autoattack teacher_strong models/fashion_teacher_w64.pt $TEACHER_WIDTH; release teacher_strong.autoattack; }
+  claim teacher_weak.autoattack && { autoattack teacher_weak models/fashion_teacher.pt 32; release teacher_weak.autoattack; }
   return 0
 }
 
@@ -198,6 +225,43 @@ claims() {
   student natural_w16 natural 16 none $SEED
 }
 
+# The paper's architecture pair at a size two cores afford (resnet18_to_mobilenetv2 on Fashion-MNIST):
+# a ResNet18 of width PAIR_TEACHER_WIDTH (channels w, 2w, 4w, 8w; the paper: 64) trained by Madry AT,
+# distilled by ARD into a MobileNetV2 of width multiplier PAIR_MULTIPLIER (the paper: 1), against the
+# same MobileNetV2 by Madry AT; PAIR_LIMIT training images, PAIR_EPOCHS epochs, SGD at 0.1 as the paper.
+PAIR_TEACHER_WIDTH="${PAIR_TEACHER_WIDTH:-16}"
+PAIR_MULTIPLIER="${PAIR_MULTIPLIER:-0.25}"
+PAIR_LIMIT="${PAIR_LIMIT:-5000}"
+PAIR_EPOCHS="${PAIR_EPOCHS:-5}"
+
+# pair_run NAME RECIPE [EXTRA...]: one run of resnet18_to_mobilenetv2 (resumed when its checkpoint
+# exists), with its metrics, report and final evaluation copied to docs/reproduction_data/part2.
+pair_run() {
+  local name=$1 recipe=$2; shift 2
+  [ -f "$data2/$name.eval.json" ] && return 0
+  claim "$name" || { echo "study: $name is being made by another copy"; return 0; }
+  local dir="$out2/$name" resume=()
+  [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
+  echo "study: training $name"
+  "$build/examples/resnet18_to_mobilenetv2" --dataset fashion-mnist --recipe "$recipe" \
+    --teacher-width "$PAIR_TEACHER_WIDTH" --width-multiplier "$PAIR_MULTIPLIER" --epsilon $EPSILON \
+    --epochs "$PAIR_EPOCHS" --limit "$PAIR_LIMIT" --eval-limit "$EVAL_IMAGES" --final-eval --seed $SEED --threads 1 \
+    --out "$dir" "$@" "${resume[@]}" > "$dir.log" 2>&1
+  cp "$dir/metrics.csv" "$data2/$name.metrics.csv"
+  cp "$dir/report.json" "$data2/$name.report.json"
+  cp "$dir/eval.json" "$data2/$name.eval.json"
+  tail -n 2 "$dir.log"
+  release "$name"
+}
+
+pair() {
+  pair_run pair_teacher teacher
+  pair_run pair_madry madry
+  wait_for pair_teacher  # made by another copy, perhaps
+  [ -f "$out2/pair_teacher/teacher.pt" ] || { echo "study: no pair teacher ($out2/pair_teacher/teacher.pt)" >&2; return 1; }
+  pair_run pair_ard ard --teacher "$out2/pair_teacher/teacher.pt" --teacher-format ardent
+}
+
 report() {
   # Debian's python, which has python3-matplotlib (another python3 may come first on PATH).
   /usr/bin/python3 "$root/scripts/study_report.py" "$out" "$root/docs"
@@ -206,11 +270,11 @@ report() {
 }
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(part1 teacher sweep seeds recipe claims teacher_autoattack report)
+[ ${#parts[@]} -eq 0 ] && parts=(part1 teacher sweep seeds recipe claims pair teacher_autoattack report)
 for part in "${parts[@]}"; do
   case $part in
-    part1|teacher|sweep|seeds|recipe|claims|teacher_autoattack|report) "$part" ;;
-    *) echo "reproduce.sh: unknown part '$part' (part1, teacher, sweep, seeds, recipe, claims, teacher_autoattack," \
-            "report)" >&2; exit 2 ;;
+    part1|teacher|sweep|seeds|recipe|claims|pair|teacher_autoattack|report) "$part" ;;
+    *) echo "reproduce.sh: unknown part '$part' (part1, teacher, sweep, seeds, recipe, claims, pair," \
+            "teacher_autoattack, report)" >&2; exit 2 ;;
   esac
 done

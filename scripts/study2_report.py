@@ -75,6 +75,24 @@ lines += table([(["weak: SmallCNN w32, 2 epochs Madry AT"], evaluation("teacher_
                 (["strong: SmallCNN w64, Madry AT"], evaluation("teacher_strong"))], ["teacher"])
 lines.append("")
 
+aa_lines = ["| teacher | images | clean | APGD-CE | APGD-T | FAB-T | Square | worst case |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+for name, label in (("teacher_weak", "weak"), ("teacher_strong", "strong")):
+    path = data / f"{name}.autoattack.json"
+    if not path.exists():
+        aa_lines.append(f"| {label} | not run yet | | | | | | |")
+        continue
+    report = json.loads(path.read_text())
+    by_name = {a["name"].split(" ")[0]: a["robust_accuracy"] for a in report["attacks"]}
+    aa_lines.append(f"| {label} | {report['samples']} | {pct(report['clean_accuracy'])} | " +
+                    " | ".join(pct(by_name.get(a)) for a in ("APGD-CE", "APGD-T", "FAB-T", "Square")) +
+                    f" | **{pct(report['worst_case_accuracy'])}** |")
+lines.append("The standard AutoAttack of both teachers (APGD-CE, APGD-T, FAB-T, Square; each attack's column is "
+             "the accuracy after it and every attack before it):")
+lines.append("")
+lines += aa_lines
+lines.append("")
+
 lines.append("### Teacher strength x method x student width (seed 0)")
 lines.append("")
 rows = []
@@ -124,6 +142,25 @@ lines.append("### KD on clean images (width 16, seed 0)")
 lines.append("")
 lines += table([(["natural training"], evaluation("natural_w16")),
                 (["KD from the strong teacher (clean images only)"], evaluation("kd_strong_w16"))], ["method"])
+lines.append("")
+
+lines.append("### The paper's pair, reduced: ResNet18 teacher, MobileNetV2 student")
+lines.append("")
+pair_report = data / "pair_teacher.report.json"
+if pair_report.exists():
+    t = json.loads(pair_report.read_text())
+    lines.append(f"ResNet18 of width {t['teacher_width']} ({t['parameters']:,} parameters) trained by Madry AT; "
+                 f"{t['train_images']:,} training images, {t['epochs']} epochs, SGD at {t['lr']}, batch {t['batch_size']}, "
+                 f"evaluated on {t['eval_images']:,} test images.")
+    student_report = data / "pair_madry.report.json"
+    if student_report.exists():
+        m = json.loads(student_report.read_text())
+        lines.append(f"Students: MobileNetV2 of width multiplier {m['width_multiplier']} ({m['parameters']:,} "
+                     "parameters), same data, epochs and optimizer.")
+    lines.append("")
+lines += table([(["ResNet18 teacher (Madry AT)"], evaluation("pair_teacher")),
+                (["MobileNetV2, Madry AT"], evaluation("pair_madry")),
+                (["MobileNetV2, ARD from the ResNet18"], evaluation("pair_ard"))], ["model"])
 lines.append("")
 
 # Per-epoch PGD-20 of each run (the programs' own per-epoch evaluation).

@@ -2,6 +2,7 @@
 #include "catch.hpp"
 #include "helpers.hpp"
 
+#include <ardent/models/batch_norm.hpp>
 #include <ardent/models/mobilenet_v2.hpp>
 #include <ardent/models/resnet.hpp>
 #include <ardent/models/small_cnn.hpp>
@@ -158,8 +159,86 @@ TEST_CASE("MobileNetV2 has the reference parameter count, names and shapes", "[m
   CHECK(f.at("stage6").sizes() == dims({2, 160, 4, 4}));
   CHECK(f.at("stage7").sizes() == dims({2, 320, 4, 4}));
   CHECK(f.at("head").sizes() == dims({2, 1280, 4, 4}));
-  CHECK_THROWS_WITH(model->forward(torch::rand({2, 3, 28, 28})), ContainsSubstring("[B, 3, 32, 32]"));
+  CHECK_THROWS_WITH(model->forward(torch::rand({2, 1, 32, 32})), ContainsSubstring("expected [B, 3, H, W]"));
   CHECK_THROWS_WITH(MobileNetV2(0), ContainsSubstring("num_classes"));
+}
+
+TEST_CASE("ResNet18 and MobileNetV2 for other channels, widths and image sizes", "[models]") {
+  torch::manual_seed(0);
+  ResNet18 resnet(ResNet18Options(10).in_channels(1).width(16));
+  auto shapes = shapes_of(*resnet);
+  CHECK(shapes.at("conv1.weight") == dims({16, 1, 3, 3}));
+  CHECK(shapes.at("layer4.1.conv2.weight") == dims({128, 128, 3, 3}));
+  CHECK(shapes.at("linear.weight") == dims({10, 128}));
+  MobileNetV2 mobilenet(MobileNetV2Options(10).in_channels(1).width_multiplier(0.25));
+  shapes = shapes_of(*mobilenet);
+  CHECK(shapes.at("conv1.weight") == dims({8, 1, 3, 3}));                // 32 x 0.25
+  CHECK(shapes.at("layers.0.shortcut.0.weight") == dims({8, 8, 1, 1}));  // 16 x 0.25 = 4, at least 8
+  CHECK(shapes.at("layers.16.conv3.weight") == dims({80, 480, 1, 1}));   // 320 x 0.25; 6 x 80 hidden
+  CHECK(shapes.at("conv2.weight") == dims({1280, 80, 1, 1}));            // the head keeps 1280
+  CHECK(count_parameters(*MobileNetV2(MobileNetV2Options(10).width_multiplier(1.0))) == 2296922);
+
+  resnet->eval();
+  mobilenet->eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::rand({2, 1, 28, 28});  // Fashion-MNIST: layer4 and the head end at 4x4
+  CHECK(resnet->features(x).at("layer4").sizes() == dims({2, 128, 4, 4}));
+  CHECK(resnet->forward(x).sizes() == dims({2, 10}));
+  CHECK(mobilenet->features(x).at("head").sizes() == dims({2, 1280, 4, 4}));
+  CHECK(mobilenet->forward(x).sizes() == dims({2, 10}));
+  CHECK_THROWS_WITH(resnet->forward(torch::rand({2, 3, 28, 28})), ContainsSubstring("expected [B, 1, H, W]"));
+  CHECK_THROWS_WITH(ResNet18(ResNet18Options(10).width(0)), ContainsSubstring("'in_channels'/'width' are 3/0"));
+  CHECK_THROWS_WITH(MobileNetV2(MobileNetV2Options(10).width_multiplier(0)), ContainsSubstring("width_multiplier"));
+}
+
+namespace {
+/// Sums over one participant: batch_norm must then be BatchNorm2d itself.
+struct OneParticipant : ardent::models::BatchNormReduction {
+  int calls = 0;
+  torch::Tensor sum(const torch::Tensor& local) override {
+    ++calls;
+    return local * 1.0;
+  }
+};
+}  // namespace
+
+TEST_CASE("batch_norm with a reduction computes BatchNorm2d: output, gradients, running statistics", "[models]") {
+  torch::manual_seed(0);
+  for (const bool cumulative : {false, true}) {
+    auto options = torch::nn::BatchNorm2dOptions(3);
+    if (cumulative) options.momentum(c10::nullopt);  // running statistics: the cumulative average
+    torch::nn::BatchNorm2d reference(options), reduced(options);
+    {
+      torch::NoGradGuard no_grad;
+      reference->weight.uniform_(0.5, 1.5);
+      reference->bias.uniform_(-0.5, 0.5);
+      reduced->weight.copy_(reference->weight);
+      reduced->bias.copy_(reference->bias);
+    }
+    OneParticipant one;
+    REQUIRE(ardent::models::batch_norm_reduction() == nullptr);
+    ardent::models::detail::batch_norm_reduction() = &one;
+    for (int step = 0; step < 3; ++step) {
+      const auto x = (torch::randn({4, 3, 5, 5}) * 2 + 1).requires_grad_(true);
+      const auto weights = torch::randn({4, 3, 5, 5});
+      const auto y_ref = reference->forward(x);
+      const auto y = ardent::models::batch_norm(reduced, x);
+      CHECK(torch::allclose(y, y_ref, 1e-5, 1e-5));
+      const auto g_ref = torch::autograd::grad({(y_ref * weights).sum()}, {x, reference->weight, reference->bias});
+      const auto g = torch::autograd::grad({(y * weights).sum()}, {x, reduced->weight, reduced->bias});
+      for (int i = 0; i < 3; ++i) CHECK(torch::allclose(g[i], g_ref[i], 1e-4, 1e-5));
+      CHECK(torch::allclose(reduced->running_mean, reference->running_mean, 1e-5, 1e-6));
+      CHECK(torch::allclose(reduced->running_var, reference->running_var, 1e-5, 1e-6));
+      CHECK(reduced->num_batches_tracked.item<int64_t>() == step + 1);
+    }
+    CHECK(one.calls == 6);  // two sums per training forward
+    reduced->eval();        // eval mode: the running statistics, no reduction
+    reference->eval();
+    const auto x = torch::randn({2, 3, 5, 5});
+    CHECK(torch::allclose(ardent::models::batch_norm(reduced, x), reference->forward(x), 1e-5, 1e-6));
+    CHECK(one.calls == 6);
+    ardent::models::detail::batch_norm_reduction() = nullptr;
+  }
 }
 
 TEST_CASE("WideResNet: WRN-34-10 parameter count, names, sub_block1, WRN-16-2 forward", "[models]") {

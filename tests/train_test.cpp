@@ -36,11 +36,13 @@ struct Run {
     return ardent::models::SmallCNN(ardent::models::SmallCNNOptions(10).width(2));
   }
 
-  ardent::train::History train(int64_t epochs, const std::filesystem::path& checkpoint, bool resume) {
+  ardent::train::History train(int64_t epochs, const std::filesystem::path& checkpoint, bool resume,
+                               const std::filesystem::path& metrics = {}) {
     ardent::train::LoopOptions options;
     options.epochs = epochs;
     options.checkpoint = checkpoint;
     options.resume = resume;
+    options.metrics_csv = metrics;
     options.progress_every = 0;
     return ardent::train::train_loop(trainer, batches, optimizer, {{"model", model.ptr()}}, options);
   }
@@ -103,6 +105,31 @@ TEST_CASE("resuming from a checkpoint gives the weights of an uninterrupted run,
     any_trained = any_trained || !torch::equal(a[i], untrained.model->parameters()[i]);
   CHECK(any_trained);
   CHECK_FALSE(std::filesystem::exists(tmp.path / "resumed.pt.tmp"));  // written, then renamed into place
+}
+
+TEST_CASE("a resumed run's history starts with the epochs its checkpoint recorded", "[train][resume]") {
+  TempDir tmp;
+  torch::manual_seed(0);
+  const auto x = torch::rand({32, 1, 28, 28});
+  const auto y = torch::randint(10, {32}, torch::kLong);
+  Run straight(x, y, 1);
+  const auto expected = straight.train(2, tmp.path / "straight.pt", false, tmp.path / "straight.csv");
+  {
+    Run interrupted(x, y, 1);
+    interrupted.train(1, tmp.path / "resumed.pt", false, tmp.path / "resumed.csv");
+  }
+  Run resumed(x, y, 1);
+  const auto history = resumed.train(2, tmp.path / "resumed.pt", true, tmp.path / "resumed.csv");
+  REQUIRE(history.size() == 2);
+  CHECK(history[0].at("epoch") == 1);
+  CHECK(history[1].at("epoch") == 2);
+  // Epoch 1 as the CSV printed it (6 significant digits), epoch 2 as computed.
+  CHECK(history[0].at("train_loss") == Approx(expected[0].at("train_loss")).epsilon(1e-5));
+  CHECK(history[1].at("train_loss") == expected[1].at("train_loss"));
+
+  CHECK(ardent::train::metrics_rows("epoch,a,b\n1,0.5,\n2,1e-3,7\n") ==
+        ardent::train::History{{{"epoch", 1}, {"a", 0.5}}, {{"epoch", 2}, {"a", 1e-3}, {"b", 7}}});
+  CHECK_THROWS_WITH(ardent::train::metrics_rows("epoch\nx\n"), ContainsSubstring("column 'epoch' holds 'x'"));
 }
 
 TEST_CASE("a damaged checkpoint is rejected with its path", "[train]") {

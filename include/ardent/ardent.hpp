@@ -56,10 +56,12 @@
 #include "ardent/distributed/data_parallel.hpp"
 #include "ardent/distributed/process_group.hpp"
 #include "ardent/distributed/sharding.hpp"
+#include "ardent/distributed/sync_batch_norm.hpp"
 
 #include "ardent/io/atomic_file.hpp"
 #include "ardent/io/module_archive.hpp"
 #include "ardent/io/state_dict.hpp"
+#include "ardent/models/batch_norm.hpp"
 #include "ardent/models/conv.hpp"
 #include "ardent/models/conv_bn.hpp"
 #include "ardent/models/mobilenet_v2.hpp"

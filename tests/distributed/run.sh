@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The multi-process tests of ardent::distributed, run by ctest:
 #   run.sh SCENARIO WORKER LAUNCHER WORKDIR
-# SCENARIO: equivalence-ard, equivalence-madry, sharding, resume, failure, evaluation.
+# SCENARIO: equivalence-ard, equivalence-madry, equivalence-bn, sharding, resume, failure, hang, evaluation.
 set -euo pipefail
 scenario="$1"; worker="$2"; launch="$3"; work="$4/$scenario"
 rm -rf "$work"; mkdir -p "$work"
@@ -16,6 +16,19 @@ case "$scenario" in
     "$launch" --nproc 2 "$worker" train --method "$method" --batch 4 --epochs 3 --out "$work/two"
     "$worker" compare "$work/two/student.rank0.pt" "$work/two/student.rank1.pt" 0
     "$worker" compare "$work/one/student.rank0.pt" "$work/two/student.rank0.pt" 1e-4
+    ;;
+  equivalence-bn)
+    # A model with BatchNorm: two processes with synchronised BatchNorm at batch 4 each against one
+    # process (LibTorch's own BatchNorm) at 8; per-rank BatchNorm must give other weights (so the
+    # first comparison can fail).
+    for method in madry ard; do
+      "$worker" train --method $method --model bn --sync-bn --batch 8 --epochs 3 --out "$work/$method-one"
+      "$launch" --nproc 2 "$worker" train --method $method --model bn --sync-bn --batch 4 --epochs 3 --out "$work/$method-sync"
+      "$launch" --nproc 2 "$worker" train --method $method --model bn --batch 4 --epochs 3 --out "$work/$method-per-rank"
+      "$worker" compare "$work/$method-sync/student.rank0.pt" "$work/$method-sync/student.rank1.pt" 0
+      "$worker" compare "$work/$method-one/student.rank0.pt" "$work/$method-sync/student.rank0.pt" 1e-4
+      "$worker" differ "$work/$method-one/student.rank0.pt" "$work/$method-per-rank/student.rank0.pt" 1e-3
+    done
     ;;
   sharding)
     "$worker" shard --batch 10 --out "$work/one"
@@ -62,6 +75,23 @@ case "$scenario" in
       "$worker" train --out "$work/unreachable" 2> "$work/unreachable.err" || status=$?
     cat "$work/unreachable.err"
     [ "$status" -ne 0 ] && grep -q "cannot reach the rendezvous" "$work/unreachable.err"
+    ;;
+  hang)
+    # Rank 1 stays alive (its heartbeat goes on) but stops at batch 2: rank 0 must fail within the
+    # bound, naming rank 1 as hung.
+    port=$((20000 + RANDOM % 40000))
+    export WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port ARDENT_DIST_TIMEOUT=10
+    RANK=1 LOCAL_RANK=1 "$worker" train --method ard --batch 4 --epochs 3 --out "$work/run" --hang-rank 1 --hang-batch 2 &
+    hung=$!
+    status=0
+    RANK=0 LOCAL_RANK=0 timeout 50 "$worker" train --method ard --batch 4 --epochs 3 --out "$work/run" \
+      --hang-rank 1 --hang-batch 2 2> "$work/rank0.err" || status=$?
+    kill "$hung" 2>/dev/null || true
+    wait || true
+    cat "$work/rank0.err"
+    [ "$status" -ne 0 ] || { echo "rank 0 exited 0 although rank 1 hung"; exit 1; }
+    [ "$status" -ne 124 ] || { echo "rank 0 hung until the test's bound"; exit 1; }
+    grep -q "rank 1 (at collective [0-9]*) alive but hung" "$work/rank0.err" || { echo "rank 0's error does not name rank 1 as hung"; exit 1; }
     ;;
   evaluation)
     "$worker" eval --out "$work/one"

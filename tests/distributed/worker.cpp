@@ -1,10 +1,12 @@
 // The program the multi-process tests launch (tests/distributed/run.sh): one process of a tiny
 // data-parallel run on synthetic data, writing what the script then compares.
 //
-//   worker train   --method ard|madry --batch B --epochs E --out DIR [--resume] [--kill-rank R --kill-batch K]
+//   worker train   --method ard|madry --batch B --epochs E --out DIR [--resume] [--model small-cnn|bn]
+//                  [--sync-bn] [--kill-rank R --kill-batch K] [--hang-rank R --hang-batch K]
 //   worker shard   --batch B --out DIR
 //   worker eval    --out DIR
 //   worker compare A B TOLERANCE        (tensors saved by torch::save; max |A - B| <= TOLERANCE)
+//   worker differ A B TOLERANCE         (max |A - B| > TOLERANCE: the comparison can fail)
 //   worker shards  DIR WORLD ONE_DIR    (the WORLD ranks' batches == one process's, disjoint)
 //   worker reports A B                  (two report.json files with equal counts and accuracies)
 #include <ardent/ardent.hpp>
@@ -14,15 +16,16 @@
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 namespace {
 
 constexpr int64_t kImages = 48;
 
 struct Args {
-  std::string mode, method = "ard", out;
-  int64_t batch = 8, epochs = 2, kill_rank = -1, kill_batch = -1;
-  bool resume = false;
+  std::string mode, method = "ard", out, model = "small-cnn";
+  int64_t batch = 8, epochs = 2, kill_rank = -1, kill_batch = -1, hang_rank = -1, hang_batch = -1;
+  bool resume = false, sync_bn = false;
 };
 
 Args parse(int argc, char** argv) {
@@ -41,6 +44,14 @@ Args parse(int argc, char** argv) {
       a.out = next();
     else if (k == "--resume")
       a.resume = true;
+    else if (k == "--model")
+      a.model = next();
+    else if (k == "--sync-bn")
+      a.sync_bn = true;
+    else if (k == "--hang-rank")
+      a.hang_rank = std::stoll(next());
+    else if (k == "--hang-batch")
+      a.hang_batch = std::stoll(next());
     else if (k == "--kill-rank")
       a.kill_rank = std::stoll(next());
     else if (k == "--kill-batch")
@@ -61,29 +72,55 @@ ardent::models::SmallCNN small_cnn(int64_t width, uint64_t seed) {
   return ardent::models::SmallCNN(ardent::models::SmallCNNOptions(10).width(width));
 }
 
+/// A small convolutional network with BatchNorm, applied through ardent::models::conv_bn so that
+/// SyncBatchNorm reaches it.
+class BnNetImpl : public torch::nn::Cloneable<BnNetImpl> {
+ public:
+  BnNetImpl() { reset(); }
+  void reset() override {
+    namespace nn = torch::nn;
+    conv_ = register_module("conv", nn::Conv2d(nn::Conv2dOptions(1, 4, 3).stride(2).bias(false)));
+    bn_ = register_module("bn", nn::BatchNorm2d(4));
+    fc_ = register_module("fc", nn::Linear(4 * 13 * 13, 10));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return fc_->forward(torch::relu(ardent::models::conv_bn(conv_, bn_, x)).flatten(1));
+  }
+
+ private:
+  torch::nn::Conv2d conv_{nullptr};
+  torch::nn::BatchNorm2d bn_{nullptr};
+  torch::nn::Linear fc_{nullptr};
+};
+TORCH_MODULE(BnNet);
+
 torch::Tensor flat(const std::vector<torch::Tensor>& parameters) {
   std::vector<torch::Tensor> pieces;
   for (const auto& p : parameters) pieces.push_back(p.detach().reshape(-1));
   return torch::cat(pieces);
 }
 
-/// Forwards to a trainer; SIGKILLs this process at batch `kill_batch` of the first epoch on
-/// rank `kill_rank` (a rank dying mid-epoch).
+/// Forwards to a trainer; at batch `kill_batch` of the first epoch SIGKILLs this process on rank
+/// `kill_rank` (a rank dying mid-epoch), and at `hang_batch` sleeps for an hour on `hang_rank` (a
+/// rank alive but stuck).
 template <typename Trainer>
 struct Dying {
   Trainer& trainer;
-  int64_t rank, kill_rank, kill_batch;
+  int64_t rank;
+  const Args& args;
   int64_t batch = 0;
   ardent::StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer) {
-    if (rank == kill_rank && batch++ == kill_batch) std::raise(SIGKILL);
+    if (rank == args.kill_rank && batch == args.kill_batch) std::raise(SIGKILL);
+    if (rank == args.hang_rank && batch == args.hang_batch) std::this_thread::sleep_for(std::chrono::hours(1));
+    ++batch;
     return trainer.step(x, y, optimizer);
   }
   std::vector<torch::Tensor> parameters() { return trainer.parameters(); }
   void train(bool on = true) { trainer.train(on); }
 };
 
-template <typename Trainer>
-void train_with(Trainer& trainer, ardent::models::SmallCNN& student, const Args& a) {
+template <typename Trainer, typename Student>
+void train_with(Trainer& trainer, Student& student, const Args& a) {
   const auto& world = ardent::distributed::world();
   const auto [images, labels] = synthetic(kImages, 11);
   torch::optim::SGD optimizer(trainer.parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
@@ -94,17 +131,15 @@ void train_with(Trainer& trainer, ardent::models::SmallCNN& student, const Args&
   loop.resume = a.resume;
   loop.progress_every = 0;
   loop.metrics_csv = std::filesystem::path(a.out) / "metrics.csv";
-  Dying<Trainer> dying{trainer, world.rank(), a.kill_rank, a.kill_batch};
+  loop.sync_batch_norm = a.sync_bn;
+  Dying<Trainer> dying{trainer, world.rank(), a};
   ardent::train::train_loop(dying, batches, optimizer, {{"student", student.ptr()}}, loop);
   torch::save(flat(ardent::parameters(student)),
               (std::filesystem::path(a.out) / fmt::format("student.rank{}.pt", world.rank())).string());
 }
 
-void train(const Args& a) {
-  const auto& world = ardent::distributed::world();
-  std::filesystem::create_directories(a.out);
-  // Each rank initialises differently: DataParallel must start every rank from rank 0's weights.
-  auto student = small_cnn(4, 3 + static_cast<uint64_t>(world.rank()));
+template <typename Student>
+void train(Student& student, const Args& a) {
   // A deterministic attack (no random start), so that 1 and 2 processes can agree exactly.
   const auto attack = ardent::attacks::PGDOptions(0.1).step_size(0.05).steps(2).random_start(false);
   if (a.method == "ard") {
@@ -114,6 +149,21 @@ void train(const Args& a) {
   } else {
     auto t = ardent::make_madry_trainer(student, attack);
     train_with(t, student, a);
+  }
+}
+
+void train(const Args& a) {
+  const auto& world = ardent::distributed::world();
+  std::filesystem::create_directories(a.out);
+  // Each rank initialises differently: DataParallel must start every rank from rank 0's weights.
+  const auto seed = 3 + static_cast<uint64_t>(world.rank());
+  if (a.model == "bn") {
+    torch::manual_seed(seed);
+    BnNet student;
+    train(student, a);
+  } else {
+    auto student = small_cnn(4, seed);
+    train(student, a);
   }
 }
 
@@ -146,13 +196,13 @@ void eval(const Args& a) {
   if (world.is_main()) report.write_json(std::filesystem::path(a.out) / "report.json");
 }
 
-int compare(const std::string& a, const std::string& b, double tolerance) {
+double max_difference(const std::string& a, const std::string& b) {
   torch::Tensor x, y;
   torch::load(x, a);
   torch::load(y, b);
   const double diff = (x - y).abs().max().item<double>();
-  fmt::print("max |{} - {}| = {:.3g} (tolerance {:.3g}, {} values)\n", a, b, diff, tolerance, x.numel());
-  return diff <= tolerance ? 0 : 1;
+  fmt::print("max |{} - {}| = {:.3g} ({} values)\n", a, b, diff, x.numel());
+  return diff;
 }
 
 int shards(const std::string& dir, int64_t world, const std::string& one_dir) {
@@ -204,7 +254,8 @@ int main(int argc, char** argv) {
     if (argc < 2) throw std::invalid_argument("usage: worker MODE ...");
     torch::set_num_threads(1);
     const std::string mode = argv[1];
-    if (mode == "compare") return compare(argv[2], argv[3], std::stod(argv[4]));
+    if (mode == "compare") return max_difference(argv[2], argv[3]) <= std::stod(argv[4]) ? 0 : 1;
+    if (mode == "differ") return max_difference(argv[2], argv[3]) > std::stod(argv[4]) ? 0 : 1;
     if (mode == "shards") return shards(argv[2], std::stoll(argv[3]), argv[4]);
     if (mode == "reports") return reports(argv[2], argv[3]);
     const auto a = parse(argc, argv);

@@ -199,10 +199,15 @@ class ProcessGroup {
     return backend_;
   }
 
-  /// Starts a sum all-reduce of one tensor in place; wait() it with `wait`.
-  c10::intrusive_ptr<c10d::Work> all_reduce_async(torch::Tensor& tensor) const {
+  /// Starts an all-reduce (a sum unless `op` says otherwise) of one tensor in place; wait() it with
+  /// `wait`.
+  c10::intrusive_ptr<c10d::Work> all_reduce_async(torch::Tensor& tensor,
+                                                  c10d::ReduceOp op = c10d::ReduceOp::SUM) const {
     std::vector<torch::Tensor> one{tensor};
-    return backend(tensor)->allreduce(one);
+    c10d::AllreduceOptions options;
+    options.reduceOp = op;
+    ++collectives_;
+    return backend(tensor)->allreduce(one, options);
   }
 
   /// Waits for `work`; on failure or timeout throws naming this rank, the operation and the ranks
@@ -252,6 +257,7 @@ class ProcessGroup {
       std::vector<torch::Tensor> message{torch::cat(flat)};
       c10d::BroadcastOptions options;
       options.rootRank = static_cast<int>(root);
+      ++collectives_;
       wait(backend(message[0])->broadcast(message, options), what);
       int64_t offset = 0;
       for (const auto j : group) {
@@ -307,7 +313,9 @@ class ProcessGroup {
     }
   }
 
-  /// A thread that increments "ardent/beat/<rank>" on its own store connection.
+  /// A thread that increments "ardent/beat/<rank>" on its own store connection, and brings
+  /// "ardent/at/<rank>" up to the number of collectives this rank has started (which names a rank
+  /// that is alive but stuck before a collective the others wait in).
   void start_heartbeat(const Environment& environment) {
     if (options_.heartbeat_seconds() <= 0) return;
     c10d::TCPStoreOptions o;
@@ -319,9 +327,13 @@ class ProcessGroup {
     const auto period = std::chrono::duration<double>(options_.heartbeat_seconds());
     heartbeat_ = std::thread([this, period] {
       std::unique_lock<std::mutex> lock(mutex_);
+      int64_t posted = 0;
       while (!stopping_) {
         try {
           beat_store_->add("ardent/beat/" + std::to_string(rank_), 1);
+          const int64_t started = collectives_.load();
+          if (started != posted) beat_store_->add("ardent/at/" + std::to_string(rank_), started - posted);
+          posted = started;
         } catch (const std::exception&) {
           return;  // the store (rank 0) is gone; the next collective reports it
         }
@@ -345,6 +357,19 @@ class ProcessGroup {
         }
       }
       if (stopped.empty()) {
+        // All alive: the ranks that have started fewer collectives than this one never reached it.
+        const int64_t mine = collectives_.load();
+        std::string behind;
+        for (int64_t r = 0; r < size_; ++r) {
+          const auto at = beat_store_->add("ardent/at/" + std::to_string(r), 0);
+          if (r != rank_ && at < mine)
+            behind += fmt::format("{}rank {} (at collective {})", behind.empty() ? "" : ", ", r, at);
+        }
+        if (!behind.empty()) {
+          return fmt::format(
+              "; {} alive but hung: not at this collective ({} here) after the timeout (ARDENT_DIST_TIMEOUT={} s)",
+              behind, mine, options_.timeout().count() / 1000);
+        }
         return "; every other rank is alive, so one is hung or slower than the timeout (ARDENT_DIST_TIMEOUT=" +
                std::to_string(options_.timeout().count() / 1000) + " s)";
       }
@@ -368,6 +393,7 @@ class ProcessGroup {
   std::condition_variable wake_;
   bool stopping_ = false;
   mutable std::atomic<bool> failed_{false};
+  mutable std::atomic<int64_t> collectives_{0};  // started by this rank
 };
 
 /// Throws on every rank unless all ranks hold the same `value`.

@@ -58,12 +58,7 @@ inline EvalReport reduce_report(const ProcessGroup& group, EvalReport report) {
   std::vector<double> seconds{report.seconds};
   for (const auto& a : report.attacks) seconds.push_back(a.seconds);
   auto slowest = torch::tensor(seconds, torch::kDouble);
-  if (group.size() > 1) {
-    std::vector<torch::Tensor> one{slowest};
-    c10d::AllreduceOptions max;
-    max.reduceOp = c10d::ReduceOp::MAX;
-    group.wait(group.backend()->allreduce(one, max), "reduce_report");
-  }
+  if (group.size() > 1) group.wait(group.all_reduce_async(slowest, c10d::ReduceOp::MAX), "reduce_report");
   const auto total = static_cast<double>(all[0]);
   report.samples = all[0];
   report.clean_accuracy = static_cast<double>(all[1]) / total;

@@ -61,6 +61,14 @@ inline std::vector<Preset> autoattack_lite(double epsilon, Norm norm = Norm::Lin
   return {apgd_ce(epsilon, steps, norm), apgd_t(epsilon, steps, norm)};
 }
 
+/// The Linf suite of ardent's reproduction study (docs/reproduction.md): the ARD paper's PGD next to
+/// the attacks it did not run - PGD, BIM and CW-Linf of `steps` steps, then APGD-CE and APGD-T of
+/// `steps` iterations.
+inline std::vector<Preset> study_suite(double epsilon, int64_t steps = 20) {
+  return {pgd(epsilon, steps), bim(epsilon, steps), cw_linf(epsilon, steps), apgd_ce(epsilon, steps),
+          apgd_t(epsilon, steps)};
+}
+
 /// AutoAttack 'rand', for models with a randomised forward pass: APGD-CE and APGD-DLR, each
 /// gradient the mean over `eot_samples` passes (expectation over transformation), one restart.
 inline std::vector<Preset> autoattack_rand(double epsilon, Norm norm = Norm::Linf, int64_t eot_samples = 20,

@@ -10,6 +10,7 @@
 // milliseconds for ResNet18's 11M parameters, against a forward of several hundred).
 
 #include "ardent/core/speedups.hpp"
+#include "ardent/models/batch_norm.hpp"
 #include "ardent/models/conv.hpp"
 
 #include <torch/torch.h>
@@ -52,7 +53,7 @@ inline bool folds_batch_norm(const torch::nn::Conv2d& conv, const torch::nn::Bat
 
 /// bn(conv(x)), folded when folds_batch_norm(conv, bn).
 inline torch::Tensor conv_bn(torch::nn::Conv2d& conv, torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
-  if (!folds_batch_norm(conv, bn)) return bn->forward(conv2d(conv, x));
+  if (!folds_batch_norm(conv, bn)) return batch_norm(bn, conv2d(conv, x));
   const auto folded = fold_batch_norm(conv, bn);
   return conv2d(conv, x, folded.weight, folded.bias);
 }

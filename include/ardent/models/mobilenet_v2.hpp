@@ -12,6 +12,11 @@
 // through Conv 1x1 + BN ("shortcut") when in != c. Stride-2 blocks have no residual.
 // 2,296,922 parameters at 10 classes. Names as in the Python reference: conv1, bn1,
 // layers.N.{conv1,bn1,conv2,bn2,conv3,bn3,shortcut.0,shortcut.1}, conv2, bn2, linear.
+//
+// MobileNetV2Options(classes).in_channels(c).width_multiplier(m) makes it for c-channel images with
+// every channel count but the head's 1280 scaled by m and rounded to a multiple of 8 (never below 8,
+// nor below 90% of c*m), as the paper's width multiplier; the head averages whatever size is left
+// (1-channel 28x28 Fashion-MNIST ends at 4x4 too).
 
 #include "ardent/models/conv_bn.hpp"
 
@@ -84,6 +89,10 @@ TORCH_MODULE(MobileNetV2Block);
 struct MobileNetV2Options {
   /* implicit */ MobileNetV2Options(int64_t num_classes = 10) : num_classes_(num_classes) {}  // NOLINT
   TORCH_ARG(int64_t, num_classes);
+  /// Channels of the input images.
+  TORCH_ARG(int64_t, in_channels) = 3;
+  /// Scales every channel count but the head's (1 is the network above).
+  TORCH_ARG(double, width_multiplier) = 1.0;
 };
 
 class MobileNetV2Impl : public torch::nn::Cloneable<MobileNetV2Impl> {
@@ -95,35 +104,51 @@ class MobileNetV2Impl : public torch::nn::Cloneable<MobileNetV2Impl> {
   explicit MobileNetV2Impl(MobileNetV2Options options = {}) : options_(options) {
     TORCH_CHECK(options_.num_classes() >= 2, "ardent::models::MobileNetV2: argument 'num_classes' is ",
                 options_.num_classes(), ", expected at least 2");
+    TORCH_CHECK(options_.in_channels() >= 1 && options_.width_multiplier() > 0 && options_.width_multiplier() <= 16,
+                "ardent::models::MobileNetV2: arguments 'in_channels'/'width_multiplier' are ", options_.in_channels(),
+                "/", options_.width_multiplier(), ", expected at least 1 and in (0, 16]");
     reset();
+  }
+
+  /// `channels` scaled by the width multiplier: the nearest multiple of 8, at least 8 and at least
+  /// 90% of the scaled count (unchanged at multiplier 1).
+  int64_t scaled(int64_t channels) const {
+    const double target = static_cast<double>(channels) * options_.width_multiplier();
+    auto rounded = std::max<int64_t>(8, (static_cast<int64_t>(target + 4) / 8) * 8);
+    if (static_cast<double>(rounded) < 0.9 * target) rounded += 8;
+    return rounded;
   }
 
   void reset() override {
     namespace nn = torch::nn;
     group_ends_.clear();
-    conv1_ = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(3, 32, 3).stride(1).padding(1).bias(false)));
-    bn1_ = register_module("bn1", nn::BatchNorm2d(32));
+    const int64_t stem = scaled(32);
+    conv1_ = register_module(
+        "conv1", nn::Conv2d(nn::Conv2dOptions(options_.in_channels(), stem, 3).stride(1).padding(1).bias(false)));
+    bn1_ = register_module("bn1", nn::BatchNorm2d(stem));
     layers_ = register_module("layers", nn::Sequential());
-    int64_t in = 32;
-    for (const auto& [expansion, out, blocks, stride] : config) {
+    int64_t in = stem;
+    for (const auto& [expansion, channels, blocks, stride] : config) {
+      const int64_t out = scaled(channels);
       for (int64_t b = 0; b < blocks; ++b) {
         layers_->push_back(MobileNetV2Block(in, out, expansion, b == 0 ? stride : 1));
         in = out;
       }
       group_ends_.push_back(layers_->size());
     }
-    conv2_ = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(320, 1280, 1).bias(false)));
+    conv2_ = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(in, 1280, 1).bias(false)));
     bn2_ = register_module("bn2", nn::BatchNorm2d(1280));
     linear_ = register_module("linear", nn::Linear(1280, options_.num_classes()));
   }
 
-  /// Stage outputs: "stem" [B,32,32,32]; "stage1".."stage7", the output of each group of blocks
+  /// Stage outputs (the defaults on [B,3,32,32]): "stem" [B,32,32,32]; "stage1".."stage7", the output of each group of
+  /// blocks
   /// ([B,16,32,32], [B,24,32,32], [B,32,16,16], [B,64,8,8], [B,96,8,8], [B,160,4,4],
   /// [B,320,4,4]); "head" [B,1280,4,4], after conv2, bn2 and ReLU.
   std::map<std::string, torch::Tensor> features(const torch::Tensor& x) {
-    TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 3 && x.size(2) == 32 && x.size(3) == 32,
+    TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == options_.in_channels() && x.size(2) >= 8 && x.size(3) >= 8,
                 "ardent::models::MobileNetV2: argument 'x' has shape ", x.defined() ? x.sizes() : c10::IntArrayRef{},
-                ", expected [B, 3, 32, 32]");
+                ", expected [B, ", options_.in_channels(), ", H, W] with H, W >= 8 (CIFAR: [B, 3, 32, 32])");
     std::map<std::string, torch::Tensor> out;
     auto h = torch::relu(conv_bn(conv1_, bn1_, x));
     out.emplace("stem", h);
@@ -138,7 +163,7 @@ class MobileNetV2Impl : public torch::nn::Cloneable<MobileNetV2Impl> {
 
   torch::Tensor forward(const torch::Tensor& x) {
     auto h = features(x).at("head");
-    return linear_->forward(torch::avg_pool2d(h, 4).flatten(1));
+    return linear_->forward(torch::adaptive_avg_pool2d(h, {1, 1}).flatten(1));
   }
 
   const MobileNetV2Options& options() const { return options_; }

@@ -12,6 +12,10 @@
 // 11,173,962 parameters at 10 classes. Parameter and buffer names are those of the Python
 // reference (conv1, bn1, layer1.0.conv1, ..., layer2.0.shortcut.0, layer2.0.shortcut.1, linear),
 // so that ardent::load_state_dict reads its checkpoints.
+//
+// ResNet18Options(classes).in_channels(c).width(w) makes the same network for c-channel images with
+// w, 2w, 4w, 8w channels in layer1..layer4 (a reduced ResNet18 for small budgets, e.g. 1-channel
+// 28x28 Fashion-MNIST at width 16: layer4 is 4x4 there too); the head averages layer4 whatever its size.
 
 #include "ardent/models/conv_bn.hpp"
 
@@ -77,6 +81,10 @@ TORCH_MODULE(ResNetBasicBlock);
 struct ResNet18Options {
   /* implicit */ ResNet18Options(int64_t num_classes = 10) : num_classes_(num_classes) {}  // NOLINT
   TORCH_ARG(int64_t, num_classes);
+  /// Channels of the input images.
+  TORCH_ARG(int64_t, in_channels) = 3;
+  /// Channels of the stem and layer1 (layer2..layer4 have 2, 4 and 8 times as many).
+  TORCH_ARG(int64_t, width) = 64;
 };
 
 class ResNet18Impl : public torch::nn::Cloneable<ResNet18Impl> {
@@ -84,15 +92,20 @@ class ResNet18Impl : public torch::nn::Cloneable<ResNet18Impl> {
   explicit ResNet18Impl(ResNet18Options options = {}) : options_(options) {
     TORCH_CHECK(options_.num_classes() >= 2, "ardent::models::ResNet18: argument 'num_classes' is ",
                 options_.num_classes(), ", expected at least 2");
+    TORCH_CHECK(options_.in_channels() >= 1 && options_.width() >= 1,
+                "ardent::models::ResNet18: arguments 'in_channels'/'width' are ", options_.in_channels(), "/",
+                options_.width(), ", expected at least 1");
     reset();
   }
 
   void reset() override {
     namespace nn = torch::nn;
-    conv1_ = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(3, 64, 3).stride(1).padding(1).bias(false)));
-    bn1_ = register_module("bn1", nn::BatchNorm2d(64));
-    int64_t in = 64;
-    const int64_t widths[4] = {64, 128, 256, 512};
+    const int64_t w = options_.width();
+    conv1_ = register_module(
+        "conv1", nn::Conv2d(nn::Conv2dOptions(options_.in_channels(), w, 3).stride(1).padding(1).bias(false)));
+    bn1_ = register_module("bn1", nn::BatchNorm2d(w));
+    int64_t in = w;
+    const int64_t widths[4] = {w, 2 * w, 4 * w, 8 * w};
     for (int i = 0; i < 4; ++i) {
       nn::Sequential layer;
       for (int b = 0; b < 2; ++b) {
@@ -102,15 +115,15 @@ class ResNet18Impl : public torch::nn::Cloneable<ResNet18Impl> {
       }
       layers_[i] = register_module("layer" + std::to_string(i + 1), layer);
     }
-    linear_ = register_module("linear", nn::Linear(512, options_.num_classes()));
+    linear_ = register_module("linear", nn::Linear(8 * w, options_.num_classes()));
   }
 
-  /// Stage outputs: "stem" [B,64,32,32], "layer1" [B,64,32,32], "layer2" [B,128,16,16],
-  /// "layer3" [B,256,8,8], "layer4" [B,512,4,4].
+  /// Stage outputs (the defaults on [B,3,32,32]): "stem" [B,64,32,32], "layer1" [B,64,32,32],
+  /// "layer2" [B,128,16,16], "layer3" [B,256,8,8], "layer4" [B,512,4,4].
   std::map<std::string, torch::Tensor> features(const torch::Tensor& x) {
-    TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 3 && x.size(2) == 32 && x.size(3) == 32,
+    TORCH_CHECK(x.defined() && x.dim() == 4 && x.size(1) == options_.in_channels() && x.size(2) >= 8 && x.size(3) >= 8,
                 "ardent::models::ResNet18: argument 'x' has shape ", x.defined() ? x.sizes() : c10::IntArrayRef{},
-                ", expected [B, 3, 32, 32]");
+                ", expected [B, ", options_.in_channels(), ", H, W] with H, W >= 8 (CIFAR: [B, 3, 32, 32])");
     std::map<std::string, torch::Tensor> out;
     auto h = torch::relu(conv_bn(conv1_, bn1_, x));
     out.emplace("stem", h);
@@ -123,7 +136,7 @@ class ResNet18Impl : public torch::nn::Cloneable<ResNet18Impl> {
 
   torch::Tensor forward(const torch::Tensor& x) {
     auto h = features(x).at("layer4");
-    return linear_->forward(torch::avg_pool2d(h, 4).flatten(1));
+    return linear_->forward(torch::adaptive_avg_pool2d(h, {1, 1}).flatten(1));
   }
 
   const ResNet18Options& options() const { return options_; }

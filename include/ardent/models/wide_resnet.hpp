@@ -69,7 +69,7 @@ class WideBasicBlockImpl : public torch::nn::Cloneable<WideBasicBlockImpl> {
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
-    auto activated = relu1_->forward(bn1_->forward(x));
+    auto activated = relu1_->forward(batch_norm(bn1_, x));
     auto out = relu2_->forward(conv_bn(conv1_, bn2_, activated));
     if (dropout_ > 0.0) out = torch::dropout(out, dropout_, is_training());
     out = conv2_->forward(out);
@@ -184,7 +184,7 @@ class WideResNetImpl : public torch::nn::Cloneable<WideResNetImpl> {
     out.emplace("block2", h);
     h = block3_->forward(h);
     out.emplace("block3", h);
-    out.emplace("head", relu_->forward(bn1_->forward(h)));
+    out.emplace("head", relu_->forward(batch_norm(bn1_, h)));
     return out;
   }
 

@@ -13,6 +13,7 @@
 
 #include "ardent/core/check.hpp"
 #include "ardent/core/mode_guard.hpp"
+#include "ardent/models/conv_bn.hpp"
 #include "ardent/targets/soft_target.hpp"
 
 #include <map>
@@ -142,7 +143,9 @@ class Features {
     for (std::size_t i = 0; i < p.size(); ++i) {
       auto f = stage(stages, p[i].first, "student");
       if (connector_of_pair_[i] >= 0) {
-        f = connectors_->ptr<torch::nn::SequentialImpl>(static_cast<std::size_t>(connector_of_pair_[i]))->forward(f);
+        const torch::nn::Sequential connector(
+            connectors_->ptr<torch::nn::SequentialImpl>(static_cast<std::size_t>(connector_of_pair_[i])));
+        f = models::conv_bn(connector, f);  // synchronised BatchNorm applies here too
       }
       const auto& size = teacher_spatial_size_[i];
       if (f.size(2) != size[0] || f.size(3) != size[1]) f = torch::adaptive_avg_pool2d(f, size);

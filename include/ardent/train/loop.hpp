@@ -15,6 +15,7 @@
 #include "ardent/distill/fit.hpp"
 #include "ardent/distributed/data_parallel.hpp"
 #include "ardent/distributed/sharding.hpp"
+#include "ardent/distributed/sync_batch_norm.hpp"
 #include "ardent/train/checkpoint.hpp"
 #include "ardent/train/metrics.hpp"
 #include "ardent/train/progress.hpp"
@@ -41,6 +42,9 @@ struct LoopOptions {
   std::map<std::string, std::string> run_options;
   /// The processes that train together (nullptr: distributed::world(), from the environment).
   const distributed::ProcessGroup* group = nullptr;
+  /// BatchNorm statistics over all ranks' batches (distributed::SyncBatchNorm) instead of each
+  /// rank's own (DDP's default). Changes nothing in a one-process world.
+  bool sync_batch_norm = false;
 };
 
 namespace detail {
@@ -55,14 +59,18 @@ struct BatchEndOnly {
 };
 }  // namespace detail
 
-/// One entry per epoch: its number, mean training loss, seconds, and the evaluation's values.
+/// One entry per epoch: its number, mean training loss, seconds, and the evaluation's values (a
+/// resumed run's starts with the epochs before it).
 using History = std::vector<std::map<std::string, double>>;
 
+/// `batches`: data::ShuffledBatches, or anything with its members set_shard(rank, size),
+/// set_epoch(e), seed(), batches_per_epoch() and begin()/end() over (x, y) pairs (e.g. a wrapper
+/// that augments each batch).
 /// `callbacks`: user callbacks as for ardent::fit (ardent/distill/fit.hpp), seeing the real epoch
 /// numbers. One that returns true from on_epoch_end stops the loop after that epoch's metrics and
 /// checkpoint; from on_epoch_begin or on_batch_end, before the epoch is recorded.
-template <typename Trainer, typename... Callbacks>
-History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::optim::Optimizer& optimizer,
+template <typename Trainer, typename Batches, typename... Callbacks>
+History train_loop(Trainer& trainer, Batches& batches, torch::optim::Optimizer& optimizer,
                    std::map<std::string, std::shared_ptr<torch::nn::Module>> modules, const LoopOptions& options,
                    Callbacks&&... callbacks) {
   const auto& group = options.group != nullptr ? *options.group : distributed::world();
@@ -95,7 +103,10 @@ History train_loop(Trainer& trainer, data::ShuffledBatches& batches, torch::opti
   }
   if (log && checkpoint.metrics.empty()) checkpoint.metrics = log->header();
 
-  History history;
+  // A resumed run's history starts with the epochs before it, as its checkpoint recorded them.
+  History history = first_epoch > 0 ? metrics_rows(checkpoint.metrics) : History{};
+  std::optional<distributed::SyncBatchNorm> sync;
+  if (options.sync_batch_norm) sync.emplace(group);
   for (int64_t epoch = first_epoch; epoch < options.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     batches.set_epoch(epoch);

@@ -17,6 +17,36 @@
 
 namespace ardent::train {
 
+/// The rows of a metrics CSV text (a header line, then rows of numbers) as name -> value maps;
+/// empty cells are left out.
+inline std::vector<std::map<std::string, double>> metrics_rows(const std::string& csv) {
+  std::istringstream lines(csv);
+  std::string line;
+  std::vector<std::string> columns;
+  std::vector<std::map<std::string, double>> rows;
+  while (std::getline(lines, line)) {
+    std::vector<std::string> cells;
+    std::istringstream cell_stream(line);
+    for (std::string cell; std::getline(cell_stream, cell, ',');) cells.push_back(cell);
+    if (columns.empty()) {
+      columns = cells;
+      continue;
+    }
+    std::map<std::string, double> row;
+    for (std::size_t i = 0; i < cells.size() && i < columns.size(); ++i) {
+      if (cells[i].empty()) continue;
+      try {
+        row[columns[i]] = std::stod(cells[i]);
+      } catch (const std::exception&) {
+        TORCH_CHECK(false, "ardent::train::metrics_rows: column '", columns[i], "' holds '", cells[i],
+                    "', expected a number");
+      }
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
 class MetricsLog {
  public:
   /// Starts `path` afresh with a header row, or, with `append` (a resumed run), keeps the rows of
