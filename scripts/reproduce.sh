@@ -30,6 +30,7 @@ EPOCHS="${EPOCHS:-2}"          # part 1: the schedule sweep reads epochs 1..EPOC
 WIDTHS="${WIDTHS:-4 8 16}"     # part 1: the capacity sweep (Madry AT against ARD)
 MAIN_WIDTH=16                  # part 1: the width of every method's student
 EPOCHS2="${EPOCHS2:-5}"        # part 2: epochs of every student
+SWEEP_WIDTHS="${SWEEP_WIDTHS:-16 8}"  # part 2: the student widths of the sweep
 TEACHER_WIDTH=64               # part 2: the strong teacher
 TEACHER_EPOCHS="${TEACHER_EPOCHS:-5}" # about an hour of one core
 EVAL_IMAGES="${EVAL_IMAGES:-1000}"
@@ -168,12 +169,6 @@ teacher() {
   local dir="$out2/teacher_w$TEACHER_WIDTH" lock
   exec {lock}>"$out2/teacher.lock"
   flock "$lock"  # every copy waits for the teacher its students need
-  # A run stopped in an earlier session continues from the checkpoint committed with its metrics.
-  if [ ! -f "$dir/checkpoint.pt" ] && [ -f models/fashion_teacher_w64.checkpoint.pt ]; then
-    mkdir -p "$dir"
-    cp models/fashion_teacher_w64.checkpoint.pt "$dir/checkpoint.pt"
-    cp models/fashion_teacher_w64.metrics.csv "$dir/metrics.csv"
-  fi
   if [ ! -f "$dir/teacher.pt" ]; then
     local resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
     echo "study: training the strong teacher (width $TEACHER_WIDTH, $TEACHER_EPOCHS epochs of Madry AT)"
@@ -182,7 +177,6 @@ teacher() {
   fi
   cp "$dir/teacher.pt" models/fashion_teacher_w64.pt
   cp "$dir/metrics.csv" models/fashion_teacher_w64.metrics.csv
-  cp "$dir/report.json" models/fashion_teacher_w64.report.json
   flock -u "$lock"
   claim teacher_strong && { evaluate2 teacher_strong models/fashion_teacher_w64.pt $TEACHER_WIDTH; release teacher_strong; }
   claim teacher_weak && { evaluate2 teacher_weak models/fashion_teacher.pt 32; release teacher_weak; }
@@ -199,7 +193,7 @@ teacher_autoattack() {
 }
 
 sweep() {
-  for width in 16 8; do
+  for width in $SWEEP_WIDTHS; do
     student "madry_w$width" madry "$width" none $SEED
     for teacher in strong weak; do
       student "ard_${teacher}_w$width" ard "$width" $teacher $SEED
