@@ -88,7 +88,7 @@ for name, label in (("teacher_weak", "weak"), ("teacher_strong", "strong")):
                     " | ".join(pct(by_name.get(a)) for a in ("APGD-CE", "APGD-T", "FAB-T", "Square")) +
                     f" | **{pct(report['worst_case_accuracy'])}** |")
 lines.append("The standard AutoAttack of both teachers (APGD-CE, APGD-T, FAB-T, Square; each attack's column is "
-             "the accuracy after it and every attack before it):")
+             "the accuracy under it alone, the worst case under all four):")
 lines.append("")
 lines += aa_lines
 lines.append("")
