@@ -47,7 +47,7 @@ for target in "${targets[@]}"; do
   ARDENT_FUZZ_TARGET="$target" AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
     OMP_NUM_THREADS=1 ASAN_OPTIONS="abort_on_error=1:symbolize=0:detect_leaks=0:malloc_context_size=0" \
     timeout --foreground $((minutes * 60 + 60)) \
-    afl-fuzz -V $((minutes * 60)) -m none -t 5000+ -i "$root/fuzz/corpus/$target" -o "$runs/$target" \
+    afl-fuzz -V $((minutes * 60)) -m none -t 20000 -i "$root/fuzz/corpus/$target" -o "$runs/$target" \
     -- "$binary" @@ || true
   crashes=$(find "$runs/$target/default/crashes" -type f -name 'id:*' 2>/dev/null | wc -l)
   hangs=$(find "$runs/$target/default/hangs" -type f -name 'id:*' 2>/dev/null | wc -l)

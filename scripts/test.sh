@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds ardent's tests, examples and benchmarks with both cores, and
-# runs the whole test suite, then the sanitizer configuration (scripts/sanitize.sh: the
-# reliability tests and the fuzz corpora under ASan and UBSan). Exits non-zero on any failure.
+# runs the whole test suite, then the sanitizer configuration (scripts/sanitize.sh: the unit
+# tests and the fuzz corpora under ASan and UBSan). Exits non-zero on any failure.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ARDENT_BUILD_DIR:-$root/build}"

@@ -1,5 +1,5 @@
 #pragma once
-// What compile.attack.<name> instantiates for one attack: a Distiller with every recipe the attack
+// What compile.attacks instantiates for each built-in attack: a Distiller with every recipe the attack
 // can serve (ARD and KD always; RSLAD and AdaAD when it maximises objectives) and an
 // AdversarialTrainer (Madry and TRADES), each with step() and fit().
 
