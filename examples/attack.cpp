@@ -77,12 +77,9 @@ void report(M& model, const ardent::data::MNIST& test_set, const Settings& s) {
   const std::vector<std::pair<std::string, AnyAttack>> suite = {
       {"clean (no attack)", at::None()},
       {fmt::format("FGSM, Linf eps {}", eps), at::FGSM(eps)},
-      {fmt::format("PGD-{}, Linf eps {}", s.steps, eps), at::PGD(at::PGDOptions(eps).step_size(step).steps(s.steps))},
+      {fmt::format("PGD-{}, Linf eps {}", s.steps, eps), examples::pgd(eps, s.steps)},
       {fmt::format("PGD-{}, L2 eps {}", s.steps, s.epsilon_l2),
-       at::PGD(at::PGDOptions(s.epsilon_l2)
-                   .step_size(ardent::attacks::madry_step_size(s.epsilon_l2, s.steps))
-                   .steps(s.steps)
-                   .norm(ardent::Norm::L2))},
+       at::PGD(examples::madry_pgd_options(s.epsilon_l2, s.steps).norm(ardent::Norm::L2))},
       {fmt::format("BIM-{}, Linf eps {}", s.steps, eps), at::BIM(at::BIMOptions(eps).step_size(step).steps(s.steps))},
       {fmt::format("MI-FGSM-{}, Linf eps {}", s.steps, eps),
        at::MIFGSM(at::MIFGSMOptions(eps).step_size(step).steps(s.steps))},

@@ -1,8 +1,8 @@
 #pragma once
-// Pieces shared by the example programs: Fashion-MNIST loading with optional subsets, and the
-// clean / PGD accuracy used to follow training. Under scripts/launch.sh (several processes), the
-// accuracy is computed on each rank's shard of the test set and the counts are summed, and only
-// rank 0 writes to stdout and to files.
+// Pieces shared by the example programs: Fashion-MNIST loading with optional subsets, the Madry
+// PGD they train with, and the clean / PGD accuracy (and train_loop options) used to follow training. Under
+// scripts/launch.sh (several processes), the accuracy is computed on each rank's shard of the test set and the counts
+// are summed, and only rank 0 writes to stdout and to files.
 
 #include <ardent/ardent.hpp>
 
@@ -10,6 +10,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
 #include <thread>
 
 namespace examples {
@@ -74,10 +77,34 @@ double accuracy_under(M& model, const A& attack, const Subset& data, int64_t bat
   return static_cast<double>(correct) / static_cast<double>(data.images.size(0));
 }
 
-/// PGD with Madry et al.'s step size, 2.5 eps / steps.
+/// PGD within `epsilon` with Madry et al.'s step size, 2.5 eps / steps: the training attack of every
+/// adversarial recipe in the examples.
+inline ardent::attacks::PGDOptions madry_pgd_options(double epsilon, int64_t steps) {
+  return ardent::attacks::PGDOptions(epsilon).step_size(ardent::attacks::madry_step_size(epsilon, steps)).steps(steps);
+}
+
 inline ardent::attacks::PGD pgd(double epsilon, int64_t steps) {
-  return ardent::attacks::PGD(
-      ardent::attacks::PGDOptions(epsilon).step_size(ardent::attacks::madry_step_size(epsilon, steps)).steps(steps));
+  return ardent::attacks::PGD(madry_pgd_options(epsilon, steps));
+}
+
+/// The train_loop options of the training examples: `epochs` epochs with a checkpoint and
+/// metrics.csv in `dir` (resumed from it when `resume`), and after each epoch the clean and PGD-20
+/// accuracy of `model` on `test` (columns test_clean and test_pgd20; `test` must outlive the loop).
+template <ardent::Model M>
+ardent::train::LoopOptions epoch_loop(M model, const Subset& test, double epsilon, const std::filesystem::path& dir,
+                                      int64_t epochs, bool resume, int64_t eval_batch_size = 500) {
+  ardent::train::LoopOptions loop;
+  loop.epochs = epochs;
+  loop.checkpoint = dir / "checkpoint.pt";
+  loop.resume = resume;
+  loop.metrics_csv = dir / "metrics.csv";
+  loop.evaluation_columns = {"test_clean", "test_pgd20"};
+  loop.evaluate = [model, &test, epsilon, eval_batch_size](int64_t) mutable {
+    return std::map<std::string, double>{
+        {"test_clean", accuracy_under(model, ardent::attacks::None(), test, eval_batch_size)},
+        {"test_pgd20", accuracy_under(model, pgd(epsilon, 20), test, eval_batch_size)}};
+  };
+  return loop;
 }
 
 }  // namespace examples

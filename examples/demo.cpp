@@ -94,8 +94,7 @@ int main(int argc, char** argv) {
 
     torch::manual_seed(s.seed);
     ardent::models::SmallCNN student(ardent::models::SmallCNNOptions(10).width(s.width));
-    const auto attack =
-        ardent::attacks::PGDOptions(s.epsilon).step_size(ardent::attacks::madry_step_size(s.epsilon, 10)).steps(10);
+    const auto attack = examples::madry_pgd_options(s.epsilon, 10);
     auto ard = ardent::make_ard(teacher, student, /*alpha=*/1.0, /*temperature=*/30.0, attack);
     train(ard, train_data, s, "ARD student");
 

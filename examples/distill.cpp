@@ -44,12 +44,7 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
   torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(s.lr));
   ardent::data::ShuffledBatches batches(train.images, train.labels, s.batch_size, s.seed);
   const std::filesystem::path dir(s.out);
-  ardent::train::LoopOptions loop;
-  loop.epochs = s.epochs;
-  loop.checkpoint = dir / "checkpoint.pt";
-  loop.resume = s.resume;
-  loop.metrics_csv = dir / "metrics.csv";
-  loop.evaluation_columns = {"test_clean", "test_pgd20"};
+  auto loop = examples::epoch_loop(student, test, s.epsilon, dir, s.epochs, s.resume);
   // What defines the run: resuming with other values is refused (epochs may grow).
   loop.run_options = {{"recipe", s.recipe},
                       {"teacher", s.teacher_path},
@@ -63,11 +58,6 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
                       {"lr", fmt::format("{}", s.lr)},
                       {"limit", std::to_string(s.limit)},
                       {"seed", std::to_string(s.seed)}};
-  loop.evaluate = [&](int64_t) {
-    return std::map<std::string, double>{
-        {"test_clean", examples::accuracy_under(student, ardent::attacks::None(), test)},
-        {"test_pgd20", examples::accuracy_under(student, examples::pgd(s.epsilon, 20), test)}};
-  };
   const auto history = ardent::train::train_loop(trainer, batches, optimizer, std::move(modules), loop);
   if (!examples::main_rank()) return;
   torch::save(student, (dir / "student.pt").string());
@@ -97,9 +87,7 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
 template <ardent::Model Teacher>
 void distill(Teacher teacher, ardent::models::SmallCNN student, const examples::Subset& train,
              const examples::Subset& test, const Settings& s) {
-  const auto attack = ardent::attacks::PGDOptions(s.epsilon)
-                          .step_size(ardent::attacks::madry_step_size(s.epsilon, s.steps))
-                          .steps(s.steps);
+  const auto attack = examples::madry_pgd_options(s.epsilon, s.steps);
   const double t = s.temperature;
   std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"student", student.ptr()}};
   if (s.recipe == "ard") {
@@ -189,9 +177,7 @@ int main(int argc, char** argv) {
                train.images.size(0), s.epsilon, s.epochs);
 
     if (s.recipe == "natural" || s.recipe == "madry") {
-      const auto attack = ardent::attacks::PGDOptions(s.epsilon)
-                              .step_size(ardent::attacks::madry_step_size(s.epsilon, s.steps))
-                              .steps(s.steps);
+      const auto attack = examples::madry_pgd_options(s.epsilon, s.steps);
       std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"student", student.ptr()}};
       if (s.recipe == "natural") {
         ardent::AdversarialTrainer<ardent::models::SmallCNN, ardent::attacks::None> trainer(student,

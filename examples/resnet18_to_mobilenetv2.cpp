@@ -98,12 +98,6 @@ int64_t parameter_count(M& model) {
   return n;
 }
 
-ardent::attacks::PGDOptions training_attack(const Settings& s) {
-  return ardent::attacks::PGDOptions(s.epsilon)
-      .step_size(ardent::attacks::madry_step_size(s.epsilon, s.steps))
-      .steps(s.steps);
-}
-
 ardent::models::ResNet18 make_teacher(const Settings& s) {
   return ardent::models::ResNet18(ardent::models::ResNet18Options(10).in_channels(s.channels()).width(s.teacher_width));
 }
@@ -122,14 +116,9 @@ void train_and_save(Trainer& trainer, M& model, const std::string& name, const e
   ardent::data::ShuffledBatches shuffled(train_set.images, train_set.labels, s.batch_size, s.seed);
   AugmentedBatches batches(shuffled, s.seed, /*augment=*/s.dataset == "cifar10");
   const std::filesystem::path dir(s.out);
-  ardent::train::LoopOptions loop;
-  loop.epochs = s.epochs;
-  loop.checkpoint = dir / "checkpoint.pt";
-  loop.resume = s.resume;
-  loop.metrics_csv = dir / "metrics.csv";
+  auto loop = examples::epoch_loop(model, test, s.epsilon, dir, s.epochs, s.resume, /*eval_batch_size=*/100);
   loop.progress_every = 20;
   loop.sync_batch_norm = s.sync_batch_norm;
-  loop.evaluation_columns = {"test_clean", "test_pgd20"};
   // What defines the run: resuming with other values is refused (epochs may grow).
   loop.run_options = {{"dataset", s.dataset},
                       {"recipe", s.recipe},
@@ -142,11 +131,6 @@ void train_and_save(Trainer& trainer, M& model, const std::string& name, const e
                       {"lr", fmt::format("{}", s.lr)},
                       {"limit", std::to_string(s.limit)},
                       {"seed", std::to_string(s.seed)}};
-  loop.evaluate = [&](int64_t) {
-    return std::map<std::string, double>{
-        {"test_clean", examples::accuracy_under(model, ardent::attacks::None(), test, 100)},
-        {"test_pgd20", examples::accuracy_under(model, examples::pgd(s.epsilon, 20), test, 100)}};
-  };
   const auto history = ardent::train::train_loop(trainer, batches, optimizer, {{name, model.ptr()}}, loop);
 
   std::optional<ardent::EvalReport> evaluation;
@@ -189,7 +173,8 @@ void train_and_save(Trainer& trainer, M& model, const std::string& name, const e
 template <ardent::Model Teacher>
 void distill(Teacher teacher, const examples::Subset& train_set, const examples::Subset& test, const Settings& s) {
   auto student = make_student(s);
-  auto ard = ardent::make_ard(teacher, student, 1.0, 30.0, training_attack(s));  // the paper's alpha and T
+  const auto attack = examples::madry_pgd_options(s.epsilon, s.steps);
+  auto ard = ardent::make_ard(teacher, student, 1.0, 30.0, attack);  // the paper's alpha and T
   train_and_save(ard, student, "student", train_set, test, s);
 }
 
@@ -294,11 +279,11 @@ int main(int argc, char** argv) {
                s.recipe, s.dataset, s.teacher_width, s.width_multiplier, train.images.size(0), s.epsilon, s.epochs);
     if (s.recipe == "teacher") {
       auto teacher = make_teacher(s);
-      auto trainer = ardent::make_madry_trainer(teacher, training_attack(s));
+      auto trainer = ardent::make_madry_trainer(teacher, examples::madry_pgd_options(s.epsilon, s.steps));
       train_and_save(trainer, teacher, "teacher", train, test, s);
     } else if (s.recipe == "madry") {
       auto student = make_student(s);
-      auto trainer = ardent::make_madry_trainer(student, training_attack(s));
+      auto trainer = ardent::make_madry_trainer(student, examples::madry_pgd_options(s.epsilon, s.steps));
       train_and_save(trainer, student, "student", train, test, s);
     } else if (s.teacher_format == "torchscript" && !s.teacher_path.empty()) {
       distill(torch::jit::load(s.teacher_path), train, test, s);

@@ -72,20 +72,14 @@ int main(int argc, char** argv) {
     const auto test = examples::take(test_set, eval_limit);
 
     ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(width));
-    const auto attack =
-        ardent::attacks::PGDOptions(epsilon).step_size(ardent::attacks::madry_step_size(epsilon, steps)).steps(steps);
+    const auto attack = examples::madry_pgd_options(epsilon, steps);
     auto trainer = method == "madry" ? ardent::make_madry_trainer(model, attack)
                                      : ardent::make_trades_trainer(model, beta, attack);
     torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(lr));
     ardent::data::ShuffledBatches batches(train.images, train.labels, batch_size, seed);
 
     const std::filesystem::path dir(out);
-    ardent::train::LoopOptions loop;
-    loop.epochs = epochs;
-    loop.checkpoint = dir / "checkpoint.pt";
-    loop.resume = resume;
-    loop.metrics_csv = dir / "metrics.csv";
-    loop.evaluation_columns = {"test_clean", "test_pgd20"};
+    auto loop = examples::epoch_loop(model, test, epsilon, dir, epochs, resume);
     // What defines the run: resuming with other values is refused (epochs may grow).
     loop.run_options = {{"method", method},
                         {"width", std::to_string(width)},
@@ -96,12 +90,6 @@ int main(int argc, char** argv) {
                         {"lr", fmt::format("{}", lr)},
                         {"limit", std::to_string(limit)},
                         {"seed", std::to_string(seed)}};
-    loop.evaluate = [&](int64_t) {
-      const auto pgd20 = examples::pgd(epsilon, 20);
-      return std::map<std::string, double>{
-          {"test_clean", examples::accuracy_under(model, ardent::attacks::None(), test)},
-          {"test_pgd20", examples::accuracy_under(model, pgd20, test)}};
-    };
     fmt::print("{} training of SmallCNN (width {}) on {} images, epsilon {}, {} epochs\n", method, width,
                train.images.size(0), epsilon, epochs);
     const auto history = ardent::train::train_loop(trainer, batches, optimizer, {{"model", model.ptr()}}, loop);
