@@ -10,7 +10,7 @@
 #   scripts/reproduce.sh seeds      # ARD against Madry AT at width 16 (strong teacher), seeds 1 and 2
 #   scripts/reproduce.sh recipe     # ard against ard_official and ARD at T = 4 (width 16, strong teacher)
 #   scripts/reproduce.sh claims     # KD on clean images from the strong teacher, natural training
-#   scripts/reproduce.sh pair       # the paper's ResNet18 -> MobileNetV2 pair, reduced (sizes below)
+#   scripts/reproduce.sh pair       # the paper's ResNet18 -> MobileNetV2 pair, reduced (sizes below), 2 seeds
 #   scripts/reproduce.sh teacher_autoattack  # the full AutoAttack of both teachers
 #   scripts/reproduce.sh report     # docs/reproduction_results.md (both studies) and the plots
 #
@@ -24,7 +24,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ARDENT_BUILD_DIR:-$root/build}"
 out="${STUDY_DIR:-$root/runs/study}"
 out2="${STUDY2_DIR:-$root/runs/study2}"
-data2="$root/docs/reproduction_data/part2"
+# Part 2's evaluations, metrics and reports; a rerun into another folder is compared with the committed
+# numbers by scripts/study2_compare.py (docs/reproduction.md, "Checking the numbers").
+data2="${STUDY2_DATA:-$root/docs/reproduction_data/part2}"
 EPSILON=0.1
 EPOCHS="${EPOCHS:-2}"          # part 1: the schedule sweep reads epochs 1..EPOCHS of each run's history
 WIDTHS="${WIDTHS:-4 8 16}"     # part 1: the capacity sweep (Madry AT against ARD)
@@ -227,11 +229,12 @@ PAIR_TEACHER_WIDTH="${PAIR_TEACHER_WIDTH:-16}"
 PAIR_MULTIPLIER="${PAIR_MULTIPLIER:-0.25}"
 PAIR_LIMIT="${PAIR_LIMIT:-5000}"
 PAIR_EPOCHS="${PAIR_EPOCHS:-5}"
+PAIR_SEEDS="${PAIR_SEEDS:-0 1}"  # of the two students; the teacher is trained once, with seed 0
 
-# pair_run NAME RECIPE [EXTRA...]: one run of resnet18_to_mobilenetv2 (resumed when its checkpoint
-# exists), with its metrics, report and final evaluation copied to docs/reproduction_data/part2.
+# pair_run NAME RECIPE SEED [EXTRA...]: one run of resnet18_to_mobilenetv2 (resumed when its
+# checkpoint exists), with its metrics, report and final evaluation copied to docs/reproduction_data/part2.
 pair_run() {
-  local name=$1 recipe=$2; shift 2
+  local name=$1 recipe=$2 seed=$3; shift 3
   [ -f "$data2/$name.eval.json" ] && return 0
   claim "$name" || { echo "study: $name is being made by another copy"; return 0; }
   local dir="$out2/$name" resume=()
@@ -239,7 +242,7 @@ pair_run() {
   echo "study: training $name"
   "$build/examples/resnet18_to_mobilenetv2" --dataset fashion-mnist --recipe "$recipe" \
     --teacher-width "$PAIR_TEACHER_WIDTH" --width-multiplier "$PAIR_MULTIPLIER" --epsilon $EPSILON \
-    --epochs "$PAIR_EPOCHS" --limit "$PAIR_LIMIT" --eval-limit "$EVAL_IMAGES" --final-eval --seed $SEED --threads 1 \
+    --epochs "$PAIR_EPOCHS" --limit "$PAIR_LIMIT" --eval-limit "$EVAL_IMAGES" --final-eval --seed "$seed" --threads 1 \
     --out "$dir" "$@" "${resume[@]}" > "$dir.log" 2>&1
   cp "$dir/metrics.csv" "$data2/$name.metrics.csv"
   cp "$dir/report.json" "$data2/$name.report.json"
@@ -249,11 +252,18 @@ pair_run() {
 }
 
 pair() {
-  pair_run pair_teacher teacher
-  pair_run pair_madry madry
+  pair_run pair_teacher teacher $SEED
+  local seed suffix
+  for seed in $PAIR_SEEDS; do
+    suffix=""; [ "$seed" != $SEED ] && suffix="_seed$seed"
+    pair_run "pair_madry$suffix" madry "$seed"
+  done
   wait_for pair_teacher  # made by another copy, perhaps
   [ -f "$out2/pair_teacher/teacher.pt" ] || { echo "study: no pair teacher ($out2/pair_teacher/teacher.pt)" >&2; return 1; }
-  pair_run pair_ard ard --teacher "$out2/pair_teacher/teacher.pt" --teacher-format ardent
+  for seed in $PAIR_SEEDS; do
+    suffix=""; [ "$seed" != $SEED ] && suffix="_seed$seed"
+    pair_run "pair_ard$suffix" ard "$seed" --teacher "$out2/pair_teacher/teacher.pt" --teacher-format ardent
+  done
 }
 
 report() {
