@@ -158,13 +158,19 @@ student_run() {
   evaluate2 "$name" "$out2/$name/student.pt" "$width"
 }
 
-# autoattack NAME MODEL WIDTH: the standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) of one model.
+# autoattack NAME MODEL WIDTH: the standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) of one model,
+# and the study's 20-step suite on the same images, to see what the stronger attacks add.
 autoattack() {
   local name=$1 model=$2 width=$3
-  [ -f "$data2/$name.autoattack.json" ] && return 0
-  "$build/examples/evaluate" --checkpoint "$model" --width "$width" --suite autoattack --epsilon $EPSILON \
-    --limit "$AUTOATTACK_IMAGES" --seed $SEED --threads 1 --json "$data2/$name.autoattack.json" > "$out2/$name.autoattack.log" 2>&1
-  tail -n 3 "$out2/$name.autoattack.log"
+  if [ ! -f "$data2/$name.autoattack.json" ]; then
+    "$build/examples/evaluate" --checkpoint "$model" --width "$width" --suite autoattack --epsilon $EPSILON \
+      --limit "$AUTOATTACK_IMAGES" --seed $SEED --threads 1 --json "$data2/$name.autoattack.json" > "$out2/$name.autoattack.log" 2>&1
+    tail -n 3 "$out2/$name.autoattack.log"
+  fi
+  [ -f "$data2/$name.autoattack_images.study.json" ] && return 0
+  "$build/examples/evaluate" --checkpoint "$model" --width "$width" --suite study --epsilon $EPSILON --steps 20 \
+    --limit "$AUTOATTACK_IMAGES" --seed $SEED --threads 1 --json "$data2/$name.autoattack_images.study.json" \
+    >> "$out2/$name.autoattack.log" 2>&1
 }
 
 teacher() {
