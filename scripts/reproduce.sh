@@ -7,7 +7,8 @@
 #   scripts/reproduce.sh part1      # the first study: SmallCNN students of the 2-epoch width-32 teacher
 #   scripts/reproduce.sh teacher    # the strong teacher: SmallCNN width 64, 10 epochs of Madry AT
 #   scripts/reproduce.sh sweep      # teacher strength x method (ARD, RSLAD, Madry AT) x width (8, 16)
-#   scripts/reproduce.sh seeds      # ARD against Madry AT at width 16 (strong teacher), seeds 1 and 2
+#   scripts/reproduce.sh seeds      # ARD against Madry AT at widths 16 and 8 (strong teacher), seeds 1 and 2
+#   scripts/reproduce.sh long       # the same comparison (seed 0) continued to 10 epochs
 #   scripts/reproduce.sh recipe     # ard against ard_official and ARD at T = 4 (width 16, strong teacher)
 #   scripts/reproduce.sh claims     # KD on clean images from the strong teacher, natural training
 #   scripts/reproduce.sh pair       # the paper's ResNet18 -> MobileNetV2 pair, reduced (sizes below), 2 seeds
@@ -33,6 +34,8 @@ WIDTHS="${WIDTHS:-4 8 16}"     # part 1: the capacity sweep (Madry AT against AR
 MAIN_WIDTH=16                  # part 1: the width of every method's student
 EPOCHS2="${EPOCHS2:-5}"        # part 2: epochs of every student
 SWEEP_WIDTHS="${SWEEP_WIDTHS:-16 8}"  # part 2: the student widths of the sweep
+SEED_WIDTHS="${SEED_WIDTHS:-16 8}"    # part 2: the widths at which ARD and Madry AT get seeds 1 and 2
+LONG_EPOCHS="${LONG_EPOCHS:-10}"      # part 2: the long schedule of the key comparison
 TEACHER_WIDTH=64               # part 2: the strong teacher
 TEACHER_EPOCHS="${TEACHER_EPOCHS:-5}" # about an hour of one core
 EVAL_IMAGES="${EVAL_IMAGES:-1000}"
@@ -130,7 +133,7 @@ evaluate2() {
 }
 
 # student NAME RECIPE WIDTH TEACHER SEED [EXTRA...]: one run of the distill example (resumed when its
-# checkpoint exists); its per-epoch metrics (clean and PGD-20 on EVAL_IMAGES test images) and report
+# checkpoint exists; RUN_EPOCHS epochs, default EPOCHS2); its per-epoch metrics (clean and PGD-20 on EVAL_IMAGES test images) and report
 # are copied to docs/reproduction_data/part2, then it is evaluated.
 student() {
   local name=$1 recipe=$2 width=$3 teacher=$4 seed=$5; shift 5
@@ -142,7 +145,7 @@ student() {
 
 student_run() {
   local name=$1 recipe=$2 width=$3 teacher=$4 seed=$5; shift 5
-  local args=(--recipe "$recipe" --width "$width" --epsilon $EPSILON --epochs "$EPOCHS2" --eval-limit "$EVAL_IMAGES"
+  local args=(--recipe "$recipe" --width "$width" --epsilon $EPSILON --epochs "${RUN_EPOCHS:-$EPOCHS2}" --eval-limit "$EVAL_IMAGES"
               --seed "$seed" --threads 1 --out "$out2/$name" "$@")
   case $teacher in
     weak) args+=(--teacher models/fashion_teacher.pt --teacher-width 32) ;;
@@ -211,9 +214,32 @@ sweep() {
 }
 
 seeds() {
-  for seed in 1 2; do
-    student "madry_w16_seed$seed" madry 16 none $seed
-    student "ard_strong_w16_seed$seed" ard 16 strong $seed
+  for width in $SEED_WIDTHS; do
+    for seed in 1 2; do
+      student "madry_w${width}_seed$seed" madry "$width" none $seed
+      student "ard_strong_w${width}_seed$seed" ard "$width" strong $seed
+    done
+  done
+}
+
+# The key comparison (seed 0) continued to LONG_EPOCHS epochs. Each run starts from a copy of the
+# sweep run's checkpoint where there is one, else from scratch: train_loop resumes bit for bit and the
+# learning rate is constant, so either way this is exactly the LONG_EPOCHS-epoch run, and its metrics
+# hold every epoch.
+long() {
+  local run recipe width teacher base name
+  for run in madry:16:none ard:16:strong madry:8:none ard:8:strong; do
+    IFS=: read -r recipe width teacher <<< "$run"
+    base="${recipe}_w$width"; [ "$teacher" != none ] && base="${recipe}_${teacher}_w$width"
+    name="${base}_e$LONG_EPOCHS"
+    [ -f "$data2/$name.eval.json" ] && continue
+    claim "$name" || { echo "study: $name is being made by another copy"; continue; }
+    if [ ! -f "$out2/$name/checkpoint.pt" ] && [ -f "$out2/$base/checkpoint.pt" ]; then
+      mkdir -p "$out2/$name"
+      cp "$out2/$base/checkpoint.pt" "$out2/$name/checkpoint.pt"
+    fi
+    RUN_EPOCHS=$LONG_EPOCHS student_run "$name" "$recipe" "$width" "$teacher" $SEED
+    release "$name"
   done
 }
 
@@ -280,11 +306,11 @@ report() {
 }
 
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(part1 teacher sweep seeds recipe claims pair teacher_autoattack report)
+[ ${#parts[@]} -eq 0 ] && parts=(part1 teacher sweep seeds long recipe claims pair teacher_autoattack report)
 for part in "${parts[@]}"; do
   case $part in
-    part1|teacher|sweep|seeds|recipe|claims|pair|teacher_autoattack|report) "$part" ;;
-    *) echo "reproduce.sh: unknown part '$part' (part1, teacher, sweep, seeds, recipe, claims, pair," \
+    part1|teacher|sweep|seeds|long|recipe|claims|pair|teacher_autoattack|report) "$part" ;;
+    *) echo "reproduce.sh: unknown part '$part' (part1, teacher, sweep, seeds, long, recipe, claims, pair," \
             "teacher_autoattack, report)" >&2; exit 2 ;;
   esac
 done

@@ -113,31 +113,42 @@ for width in (8, 16):
 lines += table(rows, ["method", "teacher", "width"])
 lines.append("")
 
-lines.append("### Noise: ARD (strong teacher) against Madry AT, width 16, three seeds")
+lines.append("### Noise: ARD (strong teacher) against Madry AT, three seeds")
 lines.append("")
-groups = {"Madry AT": ["madry_w16", "madry_w16_seed1", "madry_w16_seed2"],
-          "ARD (strong teacher)": ["ard_strong_w16", "ard_strong_w16_seed1", "ard_strong_w16_seed2"]}
-lines.append("| method | seeds done | worst case per seed | mean | spread (max - min) |")
-lines.append("| --- | --- | --- | --- | --- |")
-summary = {}
-for label, names in groups.items():
-    worst = [r["worst"] for r in map(evaluation, names) if r]
-    summary[label] = worst
-    if worst:
-        lines.append(f"| {label} | {len(worst)} | {', '.join(pct(w) for w in worst)} | {pct(statistics.mean(worst))} | "
-                     f"{pct(max(worst) - min(worst))} |")
+lines.append("| width | method | seeds done | worst case per seed | mean | spread (max - min) |")
+lines.append("| --- | --- | --- | --- | --- | --- |")
+verdicts = []
+for width in (16, 8):
+    summary = {}
+    for label, stem in (("Madry AT", f"madry_w{width}"), ("ARD (strong teacher)", f"ard_strong_w{width}")):
+        worst = [r["worst"] for r in map(evaluation, [stem, f"{stem}_seed1", f"{stem}_seed2"]) if r]
+        summary[label] = worst
+        if worst:
+            lines.append(f"| {width} | {label} | {len(worst)} | {', '.join(pct(w) for w in worst)} | "
+                         f"{pct(statistics.mean(worst))} | {pct(max(worst) - min(worst))} |")
+        else:
+            lines.append(f"| {width} | {label} | 0 | not run yet | | |")
+    madry, ard = summary["Madry AT"], summary["ARD (strong teacher)"]
+    if len(madry) == 3 and len(ard) == 3:
+        gap = statistics.mean(ard) - statistics.mean(madry)
+        spread = max(max(madry) - min(madry), max(ard) - min(ard))
+        verdict = "exceeds" if abs(gap) > spread else "does not exceed"
+        verdicts.append(f"Width {width}: mean difference (ARD - Madry AT) {100 * gap:+.1f} points, which {verdict} "
+                        f"the larger spread ({100 * spread:.1f} points).")
     else:
-        lines.append(f"| {label} | 0 | not run yet | | |")
+        verdicts.append(f"Width {width}: the seed comparison is incomplete; no verdict is drawn from it yet.")
 lines.append("")
-madry, ard = summary["Madry AT"], summary["ARD (strong teacher)"]
-if len(madry) == 3 and len(ard) == 3:
-    gap = statistics.mean(ard) - statistics.mean(madry)
-    spread = max(max(madry) - min(madry), max(ard) - min(ard))
-    verdict = "exceeds" if abs(gap) > spread else "does not exceed"
-    lines.append(f"Mean difference (ARD - Madry AT): {100 * gap:+.1f} points, which {verdict} the larger spread "
-                 f"({100 * spread:.1f} points).")
-else:
-    lines.append("The seed comparison is incomplete: no verdict is drawn from it yet.")
+lines += [f"- {v}" for v in verdicts]
+lines.append("")
+
+lines.append("### The long schedule: ARD (strong teacher) against Madry AT, seed 0")
+lines.append("")
+long_rows = []
+for width in (16, 8):
+    for label, stem in (("Madry AT", f"madry_w{width}"), ("ARD (strong teacher)", f"ard_strong_w{width}")):
+        for epochs, name in (("5", stem), ("10", f"{stem}_e10")):
+            long_rows.append(([label, str(width), epochs], evaluation(name)))
+lines += table(long_rows, ["method", "width", "epochs"])
 lines.append("")
 
 lines.append("### The recipe (width 16, strong teacher, seed 0)")
@@ -192,7 +203,7 @@ curves = {}
 for width in (8, 16):
     for name, label in [(f"madry_w{width}", "Madry AT")] + [
             (f"{m}_{t}_w{width}", f"{METHODS[m]} ({t})") for m in ("ard", "rslad") for t in ("weak", "strong")]:
-        h = history(name)
+        h = history(f"{name}_e10") or history(name)  # the long run holds the first epochs too
         if h:
             curves[(width, label)] = [(int(float(e["epoch"])), float(e["test_pgd20"])) for e in h]
 epochs = sorted({e for c in curves.values() for e, _ in c})
