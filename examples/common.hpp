@@ -1,8 +1,8 @@
 #pragma once
-// Pieces shared by the example programs: Fashion-MNIST loading with optional subsets, the Madry
-// PGD they train with, and the clean / PGD accuracy (and train_loop options) used to follow training. Under
-// scripts/launch.sh (several processes), the accuracy is computed on each rank's shard of the test set and the counts
-// are summed, and only rank 0 writes to stdout and to files.
+// Pieces shared by the example programs: Fashion-MNIST loading with optional subsets, the Madry PGD
+// they train with, and the clean / PGD accuracy (and train_loop options) used to follow training.
+// Under scripts/launch.sh (several processes), the accuracy is computed on each rank's shard of the
+// test set and the counts are summed, and only rank 0 writes to stdout and to files.
 
 #include <ardent/ardent.hpp>
 

@@ -5,7 +5,7 @@
 #
 #   scripts/reproduce.sh            # every part, then the report
 #   scripts/reproduce.sh part1      # the first study: SmallCNN students of the 2-epoch width-32 teacher
-#   scripts/reproduce.sh teacher    # the strong teacher: SmallCNN width 64, 10 epochs of Madry AT
+#   scripts/reproduce.sh teacher    # the strong teacher: SmallCNN width 64, 5 epochs of Madry AT
 #   scripts/reproduce.sh sweep      # teacher strength x method (ARD, RSLAD, Madry AT) x width (8, 16)
 #   scripts/reproduce.sh seeds      # ARD against Madry AT at widths 16 and 8 (strong teacher), seeds 1 and 2
 #   scripts/reproduce.sh long       # the same comparison (seed 0) continued to 10 epochs
@@ -132,9 +132,9 @@ evaluate2() {
   tail -n 3 "$out2/$name.eval.log"
 }
 
-# student NAME RECIPE WIDTH TEACHER SEED [EXTRA...]: one run of the distill example (resumed when its
-# checkpoint exists; RUN_EPOCHS epochs, default EPOCHS2); its per-epoch metrics (clean and PGD-20 on EVAL_IMAGES test images) and report
-# are copied to docs/reproduction_data/part2, then it is evaluated.
+# student NAME RECIPE WIDTH TEACHER SEED [EXTRA...]: one run of the distill example (RUN_EPOCHS epochs,
+# default EPOCHS2; resumed when its checkpoint exists); its per-epoch metrics (clean and PGD-20 on
+# EVAL_IMAGES test images) and report are copied to docs/reproduction_data/part2, then it is evaluated.
 student() {
   local name=$1 recipe=$2 width=$3 teacher=$4 seed=$5; shift 5
   [ -f "$data2/$name.eval.json" ] && return 0
