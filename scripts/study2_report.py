@@ -244,21 +244,40 @@ for ax, width in zip(axes, (8, 16)):
             ax.plot([e for e, _ in c], [100 * a for _, a in c], marker="o", label=label)
     save_plot(fig, ax, "epoch", "PGD-20 accuracy (%)", f"students of width {width}", "study2_robust_vs_epoch.png")
 
-# Plot 2: worst-case accuracy against student width.
+# Plot 2: worst-case accuracy against student width; the mean over the seeds there are, with bars from
+# the lowest to the highest seed.
 fig, ax = plt.subplots(figsize=(6, 4))
 for name, label in [("madry", "Madry AT")] + [(f"{m}_{t}", f"{METHODS[m]} ({t})") for m in ("ard", "rslad")
                                               for t in ("weak", "strong")]:
-    points = [(w, evaluation(f"{name}_w{w}")) for w in (8, 16)]
-    points = [(w, r["worst"]) for w, r in points if r]
+    points = []
+    for w in (8, 16):
+        seeds = [r["worst"] for r in map(evaluation, [f"{name}_w{w}", f"{name}_w{w}_seed1", f"{name}_w{w}_seed2"]) if r]
+        if seeds:
+            points.append((w, statistics.mean(seeds), min(seeds), max(seeds), len(seeds)))
     if points:
-        ax.plot([w for w, _ in points], [100 * a for _, a in points], marker="o", label=label)
-save_plot(fig, ax, "student width", "worst-case accuracy (%)", "Robust accuracy against student size",
+        n = max(p[4] for p in points)
+        ax.errorbar([p[0] for p in points], [100 * p[1] for p in points],
+                    yerr=[[100 * (p[1] - p[2]) for p in points], [100 * (p[3] - p[1]) for p in points]],
+                    marker="o", capsize=4, label=label + (f" (mean of {n} seeds)" if n > 1 else ""))
+save_plot(fig, ax, "student width", "worst-case accuracy (%)", "Robust accuracy against student size (5 epochs)",
           "study2_robust_vs_width.png")
 
-# Plot 3: clean against worst-case accuracy of every evaluated model.
+# Plot 3: clean against worst-case accuracy of every evaluated model, one colour per kind of model.
+def kind(name):
+    for prefix, label in (("teacher", "teachers"), ("pair", "paper's pair (reduced)"), ("madry", "Madry AT"),
+                          ("rslad", "RSLAD"), ("ard", "ARD (all recipes)"), ("kd", "KD (clean)"),
+                          ("natural", "natural")):
+        if name.startswith(prefix):
+            return label
+    return "other"
+
+
 fig, ax = plt.subplots(figsize=(6, 4))
+points = {}
 for path in sorted(data.glob("*.eval.json")):
     r = evaluation(path.name[:-len(".eval.json")])
-    ax.scatter(100 * r["clean"], 100 * r["worst"], s=12)
-    ax.annotate(path.name[:-len(".eval.json")], (100 * r["clean"], 100 * r["worst"]), fontsize=6)
-save_plot(fig, ax, "clean accuracy (%)", "worst-case accuracy (%)", "Clean against robust", "study2_clean_vs_robust.png")
+    points.setdefault(kind(path.name), []).append((100 * r["clean"], 100 * r["worst"]))
+for label, xy in points.items():
+    ax.scatter([x for x, _ in xy], [y for _, y in xy], s=16, label=label)
+save_plot(fig, ax, "clean accuracy (%)", "worst-case accuracy (%)", "Clean against robust (every model)",
+          "study2_clean_vs_robust.png")
