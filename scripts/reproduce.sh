@@ -176,18 +176,23 @@ autoattack() {
     >> "$out2/$name.autoattack.log" 2>&1
 }
 
+# The strong teacher, trained into models/fashion_teacher_w64.pt, then both teachers evaluated. Like every
+# part it skips what is done: the committed teacher, unless STUDY2_DATA points at a rerun's folder
+# (whose teacher evaluation does not exist yet); the students that follow then use the retrained one.
 teacher() {
   local dir="$out2/teacher_w$TEACHER_WIDTH" lock
   exec {lock}>"$out2/teacher.lock"
   flock "$lock"  # every copy waits for the teacher its students need
-  if [ ! -f "$dir/teacher.pt" ]; then
-    local resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
-    echo "study: training the strong teacher (width $TEACHER_WIDTH, $TEACHER_EPOCHS epochs of Madry AT)"
-    "$build/examples/train_teacher" --out "$dir" --width $TEACHER_WIDTH --epochs "$TEACHER_EPOCHS" \
-      --epsilon $EPSILON --eval-limit "$EVAL_IMAGES" --seed $SEED --threads 1 "${resume[@]}" > "$dir.log" 2>&1
+  if [ ! -f "$data2/teacher_strong.eval.json" ]; then
+    if [ ! -f "$dir/teacher.pt" ]; then
+      local resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
+      echo "study: training the strong teacher (width $TEACHER_WIDTH, $TEACHER_EPOCHS epochs of Madry AT)"
+      "$build/examples/train_teacher" --out "$dir" --width $TEACHER_WIDTH --epochs "$TEACHER_EPOCHS" \
+        --epsilon $EPSILON --eval-limit "$EVAL_IMAGES" --seed $SEED --threads 1 "${resume[@]}" > "$dir.log" 2>&1
+    fi
+    cp "$dir/teacher.pt" models/fashion_teacher_w64.pt
+    cp "$dir/metrics.csv" models/fashion_teacher_w64.metrics.csv
   fi
-  cp "$dir/teacher.pt" models/fashion_teacher_w64.pt
-  cp "$dir/metrics.csv" models/fashion_teacher_w64.metrics.csv
   flock -u "$lock"
   claim teacher_strong && { evaluate2 teacher_strong models/fashion_teacher_w64.pt $TEACHER_WIDTH; release teacher_strong; }
   claim teacher_weak && { evaluate2 teacher_weak models/fashion_teacher.pt 32; release teacher_weak; }
