@@ -141,13 +141,21 @@ lines.append("")
 lines += [f"- {v}" for v in verdicts]
 lines.append("")
 
+def long_runs(stem):
+    """(epochs, name) of the long runs of `stem` (scripts/reproduce.sh long: <stem>_e<LONG_EPOCHS>), or a
+    10-epoch placeholder when there is none."""
+    runs = sorted((int(p.name[len(stem) + 2:-len(".eval.json")]), p.name[:-len(".eval.json")])
+                  for p in data.glob(f"{stem}_e*.eval.json") if p.name[len(stem) + 2:-len(".eval.json")].isdigit())
+    return runs or [(10, f"{stem}_e10")]
+
+
 lines.append("### The long schedule: ARD (strong teacher) against Madry AT, seed 0")
 lines.append("")
 long_rows = []
 for width in (16, 8):
     for label, stem in (("Madry AT", f"madry_w{width}"), ("ARD (strong teacher)", f"ard_strong_w{width}")):
-        for epochs, name in (("5", stem), ("10", f"{stem}_e10")):
-            long_rows.append(([label, str(width), epochs], evaluation(name)))
+        for epochs, name in [(len(history(stem)) or "5", stem)] + long_runs(stem):
+            long_rows.append(([label, str(width), str(epochs)], evaluation(name)))
 lines += table(long_rows, ["method", "width", "epochs"])
 lines.append("")
 
@@ -203,7 +211,8 @@ curves = {}
 for width in (8, 16):
     for name, label in [(f"madry_w{width}", "Madry AT")] + [
             (f"{m}_{t}_w{width}", f"{METHODS[m]} ({t})") for m in ("ard", "rslad") for t in ("weak", "strong")]:
-        h = history(f"{name}_e10") or history(name)  # the long run holds the first epochs too
+        made = [run for _, run in long_runs(name) if history(run)]  # a long run holds the first epochs too
+        h = history(made[-1]) if made else history(name)
         if h:
             curves[(width, label)] = [(int(float(e["epoch"])), float(e["test_pgd20"])) for e in h]
 epochs = sorted({e for c in curves.values() for e, _ in c})
