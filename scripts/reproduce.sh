@@ -288,18 +288,21 @@ pair_run() {
   release "$name"
 }
 
+# seed_suffix SEED: how a run's name says its seed ("" for SEED, else "_seed<k>", as in `seeds`).
+seed_suffix() {
+  [ "$1" = $SEED ] || echo "_seed$1"
+}
+
 pair() {
   pair_run pair_teacher teacher $SEED
-  local seed suffix
+  local seed
   for seed in $PAIR_SEEDS; do
-    suffix=""; [ "$seed" != $SEED ] && suffix="_seed$seed"
-    pair_run "pair_madry$suffix" madry "$seed"
+    pair_run "pair_madry$(seed_suffix "$seed")" madry "$seed"
   done
   wait_for pair_teacher  # made by another copy, perhaps
   [ -f "$out2/pair_teacher/teacher.pt" ] || { echo "study: no pair teacher ($out2/pair_teacher/teacher.pt)" >&2; return 1; }
   for seed in $PAIR_SEEDS; do
-    suffix=""; [ "$seed" != $SEED ] && suffix="_seed$seed"
-    pair_run "pair_ard$suffix" ard "$seed" --teacher "$out2/pair_teacher/teacher.pt" --teacher-format ardent
+    pair_run "pair_ard$(seed_suffix "$seed")" ard "$seed" --teacher "$out2/pair_teacher/teacher.pt" --teacher-format ardent
   done
 }
 

@@ -40,6 +40,18 @@ def evaluation(name):
     return row
 
 
+def seed_runs(stem):
+    """(seed, name) of the runs of `stem` that differ only in the seed: seed 0 is `stem` itself (listed
+    even when not made yet), seed k is `<stem>_seed<k>` (scripts/reproduce.sh seeds, PAIR_SEEDS)."""
+    others = (p.name[:-len(".eval.json")] for p in data.glob(f"{stem}_seed*.eval.json"))
+    return [(0, stem)] + sorted((int(name[len(stem) + 5:]), name) for name in others if name[len(stem) + 5:].isdigit())
+
+
+def seed_worst_cases(stem):
+    """The worst case of every seed of `stem` evaluated so far."""
+    return [r["worst"] for r in (evaluation(name) for _, name in seed_runs(stem)) if r]
+
+
 def history(name):
     path = data / f"{name}.metrics.csv"
     if not path.exists():
@@ -121,7 +133,7 @@ verdicts = []
 for width in (16, 8):
     summary = {}
     for label, stem in (("Madry AT", f"madry_w{width}"), ("ARD (strong teacher)", f"ard_strong_w{width}")):
-        worst = [r["worst"] for r in map(evaluation, [stem, f"{stem}_seed1", f"{stem}_seed2"]) if r]
+        worst = seed_worst_cases(stem)
         summary[label] = worst
         if worst:
             lines.append(f"| {width} | {label} | {len(worst)} | {', '.join(pct(w) for w in worst)} | "
@@ -186,19 +198,15 @@ if pair_report.exists():
         lines.append(f"Students: MobileNetV2 of width multiplier {m['width_multiplier']} ({m['parameters']:,} "
                      "parameters), same data, epochs and optimizer.")
     lines.append("")
-# Seed 0 is named without a suffix (scripts/reproduce.sh, PAIR_SEEDS); the teacher has seed 0 only.
-pair_seeds = sorted({0} | {int(p.name.split("_seed")[1].split(".")[0]) for p in data.glob("pair_*_seed*.eval.json")})
+# The teacher has seed 0 only.
 pair_rows = [(["ResNet18 teacher (Madry AT)", "0"], evaluation("pair_teacher"))]
-pair_worst = {}
-for method, label in (("madry", "MobileNetV2, Madry AT"), ("ard", "MobileNetV2, ARD from the ResNet18")):
-    for seed in pair_seeds:
-        r = evaluation(f"pair_{method}" + (f"_seed{seed}" if seed else ""))
-        pair_rows.append(([label, str(seed)], r))
-        if r:
-            pair_worst.setdefault(label, []).append(r["worst"])
+pair_students = (("MobileNetV2, Madry AT", "pair_madry"), ("MobileNetV2, ARD from the ResNet18", "pair_ard"))
+for label, stem in pair_students:
+    pair_rows += [([label, str(seed)], evaluation(name)) for seed, name in seed_runs(stem)]
 lines += table(pair_rows, ["model", "seed"])
 lines.append("")
-for label, worst in pair_worst.items():
+for label, stem in pair_students:
+    worst = seed_worst_cases(stem)
     if len(worst) > 1:
         lines.append(f"- {label}: mean worst case {pct(statistics.mean(worst))} over {len(worst)} seeds, "
                      f"spread {pct(max(worst) - min(worst))}.")
@@ -260,7 +268,7 @@ for name, label in [("madry", "Madry AT")] + [(f"{m}_{t}", f"{METHODS[m]} ({t})"
                                               for t in ("weak", "strong")]:
     points = []
     for w in (8, 16):
-        seeds = [r["worst"] for r in map(evaluation, [f"{name}_w{w}", f"{name}_w{w}_seed1", f"{name}_w{w}_seed2"]) if r]
+        seeds = seed_worst_cases(f"{name}_w{w}")
         if seeds:
             points.append((w, statistics.mean(seeds), min(seeds), max(seeds), len(seeds)))
     if points:
