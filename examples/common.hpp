@@ -6,14 +6,21 @@
 
 #include <ardent/ardent.hpp>
 
+#include <CLI/CLI.hpp>
+
 #include <fmt/format.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace examples {
 
@@ -87,22 +94,130 @@ inline ardent::attacks::PGD pgd(double epsilon, int64_t steps) {
   return ardent::attacks::PGD(madry_pgd_options(epsilon, steps));
 }
 
+/// The training attack chosen by --attack, --steps and --warm-start: PGD (--steps steps of
+/// 2.5 eps / steps), FGSM-RS (random start, step 1.25 eps; Wong et al. 2020) or N-FGSM (noise 2 eps,
+/// step eps, no projection; de Jorge et al. 2022); with --warm-start N, each example's attack starts
+/// from its perturbation of the previous epoch (PGD then runs N steps).
+struct TrainingAttackFlags {
+  std::string attack = "pgd";
+  int64_t steps = 10;
+  int64_t warm_start = 0;
+  std::string guard = "auto";
+
+  bool single_step() const { return attack != "pgd"; }
+  /// The catastrophic-overfitting guard: on by default with a single-step attack.
+  bool guarded() const { return guard == "on" || (guard == "auto" && single_step()); }
+};
+
+/// The flags --attack, --steps, --warm-start and --guard.
+inline void add_training_attack_flags(CLI::App& app, TrainingAttackFlags& flags) {
+  app.add_option("--attack", flags.attack,
+                 "Training attack: pgd (--steps steps of 2.5 eps / steps), fgsm-rs (FGSM with a random start, step "
+                 "1.25 eps) or n-fgsm (noise 2 eps, step eps, not projected)")
+      ->check(CLI::IsMember({"pgd", "fgsm-rs", "n-fgsm"}))
+      ->capture_default_str();
+  app.add_option("--steps", flags.steps, "PGD steps of the training attack (step size 2.5 eps / steps)")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--warm-start", flags.warm_start,
+                 "Start each example's attack from its perturbation of the previous epoch, kept in the checkpoint "
+                 "(PGD then runs N steps; 1 with a single-step attack; 0: off)")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  app.add_option("--guard", flags.guard,
+                 "Catastrophic-overfitting guard (stop and roll back when held-out PGD accuracy collapses): auto "
+                 "(on with fgsm-rs and n-fgsm), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+}
+
+/// Calls body(attack, cold_attack, memory): the training attack, the same attack without warm
+/// starts (what the guard measures), and the PerturbationMemory to checkpoint (empty without
+/// --warm-start).
+template <typename F>
+void with_training_attack(const TrainingAttackFlags& flags, double epsilon, const Subset& train, F&& body) {
+  namespace at = ardent::attacks;
+  if (flags.warm_start > 0 && flags.single_step() && flags.warm_start != 1) {
+    throw std::invalid_argument(
+        fmt::format("--warm-start {} with --attack {}: a single-step attack takes one step, "
+                    "expected --warm-start 1 (or --attack pgd)",
+                    flags.warm_start, flags.attack));
+  }
+  const auto run = [&](auto cold) {
+    if (flags.warm_start == 0) return body(cold, cold, at::PerturbationMemory(nullptr));
+    std::vector<int64_t> shape(train.images.sizes().begin() + 1, train.images.sizes().end());
+    at::PerturbationMemory memory(at::PerturbationMemoryOptions(train.images.size(0), shape));
+    return body(at::WarmStart(cold, memory), cold, memory);
+  };
+  if (flags.attack == "fgsm-rs") {
+    run(at::FGSM(at::FGSMOptions(epsilon).random_start(true).step_size(1.25 * epsilon)));
+  } else if (flags.attack == "n-fgsm") {
+    run(at::NFGSM(at::NFGSMOptions(epsilon)));
+  } else {
+    run(pgd(epsilon, flags.warm_start > 0 ? flags.warm_start : flags.steps));
+  }
+}
+
+/// What the training examples do after each epoch, before the checkpoint: in a data-parallel run,
+/// merge the ranks' perturbation memories (warm starts); then, when --guard asks for it, the
+/// catastrophic-overfitting guard: PGD-10 and the training attack on the last 256 test images
+/// (disjoint from the --eval-limit images reported unless that is above 9,744).
+struct EpochEndHooks {
+  std::optional<ardent::train::OverfittingGuard> guard;
+  ardent::attacks::PerturbationMemory memory{nullptr};
+
+  template <ardent::Model M, typename A>
+  EpochEndHooks(const TrainingAttackFlags& flags, M model, const A& training_attack, const Subset& test_set,
+                double epsilon, ardent::attacks::PerturbationMemory warm_memory = nullptr)
+      : memory(std::move(warm_memory)) {
+    if (!flags.guarded()) return;
+    const int64_t n = test_set.images.size(0);
+    const Subset held_out{test_set.images.slice(0, std::max<int64_t>(0, n - 256)),
+                          test_set.labels.slice(0, std::max<int64_t>(0, n - 256))};
+    guard.emplace(
+        [model, training_attack, held_out, epsilon]() mutable {
+          return ardent::train::GuardReading{accuracy_under(model, pgd(epsilon, 10), held_out),
+                                             accuracy_under(model, training_attack, held_out)};
+        },
+        model.ptr());
+  }
+
+  template <typename Trainer>
+  bool on_epoch_end(Trainer& trainer, int64_t epoch, const ardent::EpochSummary& summary) {
+    if (!memory.is_empty()) ardent::distributed::merge_perturbations(ardent::distributed::world(), memory);
+    return guard && guard->on_epoch_end(trainer, epoch, summary);
+  }
+};
+
 /// The train_loop options of the training examples: `epochs` epochs with a checkpoint and
 /// metrics.csv in `dir` (resumed from it when `resume`), and after each epoch the clean and PGD-20
-/// accuracy of `model` on `test` (columns test_clean and test_pgd20; `test` must outlive the loop).
+/// accuracy of `model` on `test` (columns test_clean and test_pgd20; `test` must outlive the loop),
+/// the CPU seconds the epoch's training took (cpu_seconds: all threads, evaluation excluded), and
+/// the guard's reading and decision when it is on (`guard` must outlive the loop).
 template <ardent::Model M>
 ardent::train::LoopOptions epoch_loop(M model, const Subset& test, double epsilon, const std::filesystem::path& dir,
-                                      int64_t epochs, bool resume, int64_t eval_batch_size = 500) {
+                                      int64_t epochs, bool resume, const EpochEndHooks* guard = nullptr,
+                                      int64_t eval_batch_size = 500) {
   ardent::train::LoopOptions loop;
   loop.epochs = epochs;
   loop.checkpoint = dir / "checkpoint.pt";
   loop.resume = resume;
   loop.metrics_csv = dir / "metrics.csv";
-  loop.evaluation_columns = {"test_clean", "test_pgd20"};
-  loop.evaluate = [model, &test, epsilon, eval_batch_size](int64_t) mutable {
-    return std::map<std::string, double>{
+  loop.evaluation_columns = {"test_clean", "test_pgd20", "cpu_seconds"};
+  if (guard != nullptr && guard->guard) {
+    for (const auto& name : ardent::train::OverfittingGuard::column_names()) loop.evaluation_columns.push_back(name);
+  }
+  // Process CPU time when the last evaluation ended: an epoch's training is what lies between.
+  auto evaluated_at = std::make_shared<std::clock_t>(std::clock());
+  loop.evaluate = [model, &test, epsilon, eval_batch_size, guard, evaluated_at](int64_t) mutable {
+    const double cpu = static_cast<double>(std::clock() - *evaluated_at) / CLOCKS_PER_SEC;
+    std::map<std::string, double> row{
         {"test_clean", accuracy_under(model, ardent::attacks::None(), test, eval_batch_size)},
-        {"test_pgd20", accuracy_under(model, pgd(epsilon, 20), test, eval_batch_size)}};
+        {"test_pgd20", accuracy_under(model, pgd(epsilon, 20), test, eval_batch_size)},
+        {"cpu_seconds", cpu}};
+    if (guard != nullptr && guard->guard) row.merge(guard->guard->columns());
+    *evaluated_at = std::clock();
+    return row;
   };
   return loop;
 }

@@ -22,7 +22,7 @@ struct Settings {
   std::string recipe = "ard";
   int64_t width = 16;
   double epsilon = 0.1;
-  int64_t steps = 10;
+  examples::TrainingAttackFlags training;
   double alpha = 1.0;
   double temperature = 0;  // 0: the recipe's default (30 for ARD, 4 for KD, 1 for RSLAD and AdaAD)
   int64_t epochs = 1;
@@ -37,28 +37,32 @@ struct Settings {
 };
 
 /// Trains with `trainer` and writes the student, the metrics and the report.
+/// Trains with `trainer` and writes the student, the metrics and the report. `guard` watches for
+/// catastrophic overfitting when it is on.
 template <typename Trainer>
 void run(Trainer& trainer, ardent::models::SmallCNN& student,
          std::map<std::string, std::shared_ptr<torch::nn::Module>> modules, const examples::Subset& train,
-         const examples::Subset& test, const Settings& s) {
+         const examples::Subset& test, examples::EpochEndHooks& guard, const Settings& s) {
   torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(s.lr));
   ardent::data::ShuffledBatches batches(train.images, train.labels, s.batch_size, s.seed);
   const std::filesystem::path dir(s.out);
-  auto loop = examples::epoch_loop(student, test, s.epsilon, dir, s.epochs, s.resume);
+  auto loop = examples::epoch_loop(student, test, s.epsilon, dir, s.epochs, s.resume, &guard);
   // What defines the run: resuming with other values is refused (epochs may grow).
   loop.run_options = {{"recipe", s.recipe},
                       {"teacher", s.teacher_path},
                       {"teacher_width", std::to_string(s.teacher_width)},
                       {"width", std::to_string(s.width)},
                       {"epsilon", fmt::format("{}", s.epsilon)},
-                      {"steps", std::to_string(s.steps)},
+                      {"attack", s.training.attack},
+                      {"steps", std::to_string(s.training.steps)},
+                      {"warm_start", std::to_string(s.training.warm_start)},
                       {"alpha", fmt::format("{}", s.alpha)},
                       {"temperature", fmt::format("{}", s.temperature)},
                       {"batch_size", std::to_string(s.batch_size)},
                       {"lr", fmt::format("{}", s.lr)},
                       {"limit", std::to_string(s.limit)},
                       {"seed", std::to_string(s.seed)}};
-  const auto history = ardent::train::train_loop(trainer, batches, optimizer, std::move(modules), loop);
+  const auto history = ardent::train::train_loop(trainer, batches, optimizer, std::move(modules), loop, guard);
   if (!examples::main_rank()) return;
   torch::save(student, (dir / "student.pt").string());
   const nlohmann::json report{{"program", "distill"},
@@ -66,7 +70,9 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
                               {"teacher", s.teacher_path},
                               {"width", s.width},
                               {"epsilon", s.epsilon},
-                              {"steps", s.steps},
+                              {"attack", s.training.attack},
+                              {"steps", s.training.steps},
+                              {"warm_start", s.training.warm_start},
                               {"alpha", s.alpha},
                               {"temperature", s.temperature},
                               {"epochs", s.epochs},
@@ -86,25 +92,42 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
 
 template <ardent::Model Teacher>
 void distill(Teacher teacher, ardent::models::SmallCNN student, const examples::Subset& train,
-             const examples::Subset& test, const Settings& s) {
-  const auto attack = examples::madry_pgd_options(s.epsilon, s.steps);
+             const examples::Subset& test, const examples::Subset& guard_set, const Settings& s) {
   const double t = s.temperature;
   std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"student", student.ptr()}};
   if (s.recipe == "ard") {
-    auto d = ardent::make_ard(teacher, student, s.alpha, t, attack);
-    run(d, student, modules, train, test, s);
-  } else if (s.recipe == "ard_official") {
+    // Any training attack: PGD, FGSM-RS or N-FGSM, warm-started or not.
+    examples::with_training_attack(s.training, s.epsilon, train, [&](auto attack, auto cold, auto memory) {
+      examples::EpochEndHooks guard(s.training, student, cold, guard_set, s.epsilon, memory);
+      ardent::Distiller<Teacher, ardent::models::SmallCNN, decltype(attack)> d(
+          teacher, student, attack, ardent::losses::KL(ardent::losses::KLOptions().temperature(t)),
+          ardent::targets::Logits{}, ardent::recipes::ard(s.alpha));
+      auto with_memory = modules;
+      if (!memory.is_empty()) with_memory.emplace("perturbations", memory.ptr());
+      run(d, student, with_memory, train, test, guard, s);
+    });
+    return;
+  }
+  if (s.training.attack != "pgd" || s.training.warm_start > 0) {
+    throw std::invalid_argument(
+        fmt::format("--recipe {} trains with PGD only; --attack {} and --warm-start are for "
+                    "ard and madry",
+                    s.recipe, s.training.attack));
+  }
+  examples::EpochEndHooks guard(s.training, student, examples::pgd(s.epsilon, s.training.steps), guard_set, s.epsilon);
+  const auto attack = examples::madry_pgd_options(s.epsilon, s.training.steps);
+  if (s.recipe == "ard_official") {
     auto d = ardent::make_ard_official(teacher, student, s.alpha, t, attack);
-    run(d, student, modules, train, test, s);
+    run(d, student, modules, train, test, guard, s);
   } else if (s.recipe == "rslad") {
     auto d = ardent::make_rslad(teacher, student, attack);
-    run(d, student, modules, train, test, s);
+    run(d, student, modules, train, test, guard, s);
   } else if (s.recipe == "adaad") {
     auto d = ardent::make_adaad(teacher, student, attack);
-    run(d, student, modules, train, test, s);
+    run(d, student, modules, train, test, guard, s);
   } else {
     auto d = ardent::make_kd(teacher, student, s.alpha, t);
-    run(d, student, modules, train, test, s);
+    run(d, student, modules, train, test, guard, s);
   }
 }
 
@@ -133,9 +156,7 @@ int main(int argc, char** argv) {
   app.add_option("--epsilon", s.epsilon, "Linf radius of the training attack")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  app.add_option("--steps", s.steps, "PGD steps of the training attack (step size 2.5 eps / steps)")
-      ->check(CLI::Range(1, 1000))
-      ->capture_default_str();
+  examples::add_training_attack_flags(app, s.training);
   auto* alpha_option = app.add_option("--alpha", s.alpha,
                                       "Weight of the distillation term (ard, ard_official: "
                                       "default 1; kd: default 0.9)")
@@ -176,23 +197,31 @@ int main(int argc, char** argv) {
     fmt::print("{}: SmallCNN student (width {}) on {} images, epsilon {}, {} epochs\n", s.recipe, s.width,
                train.images.size(0), s.epsilon, s.epochs);
 
+    const auto guard_set = examples::take(test_set, 0);
     if (s.recipe == "natural" || s.recipe == "madry") {
-      const auto attack = examples::madry_pgd_options(s.epsilon, s.steps);
       std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"student", student.ptr()}};
       if (s.recipe == "natural") {
         ardent::AdversarialTrainer<ardent::models::SmallCNN, ardent::attacks::None> trainer(student,
                                                                                             ardent::attacks::None());
-        run(trainer, student, modules, train, test, s);
+        examples::EpochEndHooks guard(examples::TrainingAttackFlags{.guard = "off"}, student, ardent::attacks::None(),
+                                      guard_set, s.epsilon);
+        run(trainer, student, modules, train, test, guard, s);
       } else {
-        auto trainer = ardent::make_madry_trainer(student, attack);
-        run(trainer, student, modules, train, test, s);
+        examples::with_training_attack(s.training, s.epsilon, train, [&](auto attack, auto cold, auto memory) {
+          examples::EpochEndHooks guard(s.training, student, cold, guard_set, s.epsilon, memory);
+          ardent::AdversarialTrainer<ardent::models::SmallCNN, decltype(attack)> trainer(student, attack,
+                                                                                         ardent::recipes::madry());
+          auto with_memory = modules;
+          if (!memory.is_empty()) with_memory.emplace("perturbations", memory.ptr());
+          run(trainer, student, with_memory, train, test, guard, s);
+        });
       }
       return 0;
     }
     if (s.teacher_path.empty()) throw std::invalid_argument("--recipe " + s.recipe + " needs --teacher");
     if (s.teacher_format == "torchscript") {
       auto teacher = torch::jit::load(s.teacher_path);
-      distill(teacher, student, train, test, s);
+      distill(teacher, student, train, test, guard_set, s);
     } else {
       ardent::models::SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(s.teacher_width));
       if (s.teacher_format == "ardent") {
@@ -200,7 +229,7 @@ int main(int argc, char** argv) {
       } else {
         ardent::load_state_dict(teacher, s.teacher_path);
       }
-      distill(teacher, student, train, test, s);
+      distill(teacher, student, train, test, guard_set, s);
     }
   } catch (const std::exception& e) {
     fmt::print(stderr, "distill: {}\n", e.what());

@@ -116,7 +116,8 @@ void train_and_save(Trainer& trainer, M& model, const std::string& name, const e
   ardent::data::ShuffledBatches shuffled(train_set.images, train_set.labels, s.batch_size, s.seed);
   AugmentedBatches batches(shuffled, s.seed, /*augment=*/s.dataset == "cifar10");
   const std::filesystem::path dir(s.out);
-  auto loop = examples::epoch_loop(model, test, s.epsilon, dir, s.epochs, s.resume, /*eval_batch_size=*/100);
+  auto loop = examples::epoch_loop(model, test, s.epsilon, dir, s.epochs, s.resume, /*guard=*/nullptr,
+                                   /*eval_batch_size=*/100);
   loop.progress_every = 20;
   loop.sync_batch_norm = s.sync_batch_norm;
   // What defines the run: resuming with other values is refused (epochs may grow).

@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   std::string method = "madry";
   int64_t width = 32;
   double epsilon = 0.1;
-  int64_t steps = 10;
+  examples::TrainingAttackFlags training;
   double beta = 6.0;
   int64_t epochs = 3;
   int64_t batch_size = 128;
@@ -41,9 +41,7 @@ int main(int argc, char** argv) {
   app.add_option("--epsilon", epsilon, "Linf radius of the training attack")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  app.add_option("--steps", steps, "PGD steps of the training attack (step size 2.5 eps / steps)")
-      ->check(CLI::Range(1, 1000))
-      ->capture_default_str();
+  examples::add_training_attack_flags(app, training);
   app.add_option("--beta", beta, "TRADES trade-off beta")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--epochs", epochs, "Training epochs")->check(CLI::Range(1, 10000))->capture_default_str();
   app.add_option("--batch-size", batch_size, "Training batch size")
@@ -72,27 +70,42 @@ int main(int argc, char** argv) {
     const auto test = examples::take(test_set, eval_limit);
 
     ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(width));
-    const auto attack = examples::madry_pgd_options(epsilon, steps);
-    auto trainer = method == "madry" ? ardent::make_madry_trainer(model, attack)
-                                     : ardent::make_trades_trainer(model, beta, attack);
-    torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(lr));
-    ardent::data::ShuffledBatches batches(train.images, train.labels, batch_size, seed);
-
     const std::filesystem::path dir(out);
-    auto loop = examples::epoch_loop(model, test, epsilon, dir, epochs, resume);
-    // What defines the run: resuming with other values is refused (epochs may grow).
-    loop.run_options = {{"method", method},
-                        {"width", std::to_string(width)},
-                        {"epsilon", fmt::format("{}", epsilon)},
-                        {"steps", std::to_string(steps)},
-                        {"beta", fmt::format("{}", beta)},
-                        {"batch_size", std::to_string(batch_size)},
-                        {"lr", fmt::format("{}", lr)},
-                        {"limit", std::to_string(limit)},
-                        {"seed", std::to_string(seed)}};
-    fmt::print("{} training of SmallCNN (width {}) on {} images, epsilon {}, {} epochs\n", method, width,
-               train.images.size(0), epsilon, epochs);
-    const auto history = ardent::train::train_loop(trainer, batches, optimizer, {{"model", model.ptr()}}, loop);
+    ardent::train::History history;
+    examples::with_training_attack(training, epsilon, train, [&](auto attack, auto cold, auto memory) {
+      // TRADES starts a cold PGD at x + 0.001 N(0, 1), as make_trades_trainer does.
+      const auto started = [&](auto a) {
+        if constexpr (std::is_same_v<decltype(a), ardent::attacks::PGD>) {
+          if (method == "trades")
+            return ardent::attacks::PGD(
+                ardent::attacks::PGDOptions(a.options()).random_start(false).start_noise(0.001));
+        }
+        return a;
+      };
+      ardent::AdversarialTrainer<ardent::models::SmallCNN, decltype(attack)> trainer(
+          model, started(attack), method == "madry" ? ardent::recipes::madry() : ardent::recipes::trades(beta));
+      torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(lr));
+      ardent::data::ShuffledBatches batches(train.images, train.labels, batch_size, seed);
+      examples::EpochEndHooks guard(training, model, cold, examples::take(test_set, 0), epsilon, memory);
+      auto loop = examples::epoch_loop(model, test, epsilon, dir, epochs, resume, &guard);
+      // What defines the run: resuming with other values is refused (epochs may grow).
+      loop.run_options = {{"method", method},
+                          {"width", std::to_string(width)},
+                          {"epsilon", fmt::format("{}", epsilon)},
+                          {"attack", training.attack},
+                          {"steps", std::to_string(training.steps)},
+                          {"warm_start", std::to_string(training.warm_start)},
+                          {"beta", fmt::format("{}", beta)},
+                          {"batch_size", std::to_string(batch_size)},
+                          {"lr", fmt::format("{}", lr)},
+                          {"limit", std::to_string(limit)},
+                          {"seed", std::to_string(seed)}};
+      fmt::print("{} training of SmallCNN (width {}) on {} images, epsilon {}, {} epochs\n", method, width,
+                 train.images.size(0), epsilon, epochs);
+      std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"model", model.ptr()}};
+      if (!memory.is_empty()) modules.emplace("perturbations", memory.ptr());
+      history = ardent::train::train_loop(trainer, batches, optimizer, modules, loop, guard);
+    });
     if (!examples::main_rank()) return 0;
 
     torch::save(model, (dir / "teacher.pt").string());
@@ -100,7 +113,9 @@ int main(int argc, char** argv) {
                           {"method", method},
                           {"width", width},
                           {"epsilon", epsilon},
-                          {"steps", steps},
+                          {"attack", training.attack},
+                          {"steps", training.steps},
+                          {"warm_start", training.warm_start},
                           {"beta", beta},
                           {"epochs", epochs},
                           {"batch_size", batch_size},

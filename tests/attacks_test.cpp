@@ -21,6 +21,23 @@ struct FGSMCase {
   static constexpr bool objectives = true;
   static constexpr bool moves = true;
 };
+struct FGSMRandomStartCase {
+  static attacks::FGSM make(double eps) {
+    return attacks::FGSM(attacks::FGSMOptions(eps).random_start(true).step_size(1.25 * eps));
+  }
+  static constexpr Norm norm = Norm::Linf;
+  static constexpr bool bounded = true;
+  static constexpr bool objectives = true;
+  static constexpr bool moves = true;
+};
+// Unprojected N-FGSM reaches 3 eps by design; its bound is checked in fast_training_test.cpp.
+struct NFGSMProjectedCase {
+  static attacks::NFGSM make(double eps) { return attacks::NFGSM(attacks::NFGSMOptions(eps).project(true)); }
+  static constexpr Norm norm = Norm::Linf;
+  static constexpr bool bounded = true;
+  static constexpr bool objectives = true;
+  static constexpr bool moves = true;
+};
 struct PGDLinfCase {
   static attacks::PGD make(double eps) { return attacks::PGD(attacks::PGDOptions(eps).step_size(0.05).steps(5)); }
   static constexpr Norm norm = Norm::Linf;
@@ -69,7 +86,8 @@ struct NoneCase {
   static constexpr bool objectives = true;
   static constexpr bool moves = false;
 };
-using AllAttacks = std::tuple<FGSMCase, PGDLinfCase, PGDL2Case, PGDRestartsCase, BIMCase, MIFGSMCase, NoneCase>;
+using AllAttacks = std::tuple<FGSMCase, FGSMRandomStartCase, NFGSMProjectedCase, PGDLinfCase, PGDL2Case,
+                              PGDRestartsCase, BIMCase, MIFGSMCase, NoneCase>;
 
 }  // namespace
 

@@ -22,9 +22,12 @@
 #include "ardent/attacks/fgsm.hpp"
 #include "ardent/attacks/kit.hpp"
 #include "ardent/attacks/mifgsm.hpp"
+#include "ardent/attacks/nfgsm.hpp"
 #include "ardent/attacks/none.hpp"
+#include "ardent/attacks/perturbation_memory.hpp"
 #include "ardent/attacks/pgd.hpp"
 #include "ardent/attacks/square.hpp"
+#include "ardent/attacks/warm_start.hpp"
 
 #include "ardent/losses/ce.hpp"
 #include "ardent/losses/distill_loss.hpp"
@@ -54,6 +57,7 @@
 #include "ardent/data/mnist.hpp"
 
 #include "ardent/distributed/data_parallel.hpp"
+#include "ardent/distributed/merge_perturbations.hpp"
 #include "ardent/distributed/process_group.hpp"
 #include "ardent/distributed/sharding.hpp"
 #include "ardent/distributed/sync_batch_norm.hpp"
@@ -72,4 +76,5 @@
 #include "ardent/train/checkpoint.hpp"
 #include "ardent/train/loop.hpp"
 #include "ardent/train/metrics.hpp"
+#include "ardent/train/overfitting_guard.hpp"
 #include "ardent/train/progress.hpp"

@@ -10,7 +10,9 @@
 #include <ardent/attacks/fab.hpp>
 #include <ardent/attacks/fgsm.hpp>
 #include <ardent/attacks/mifgsm.hpp>
+#include <ardent/attacks/nfgsm.hpp>
 #include <ardent/attacks/square.hpp>
+#include <ardent/attacks/warm_start.hpp>
 #include <ardent/distill/factories.hpp>
 #include <ardent/models/small_cnn.hpp>
 
@@ -26,8 +28,8 @@ void train(Trainer trainer) {
   torch::optim::SGD optimizer(trainer.parameters(), 0.1);
   const auto x = torch::rand({2, 1, 28, 28});
   const auto y = torch::zeros({2}, torch::kLong);
-  (void)trainer.step(x, y, optimizer);
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> loader(1, {x, y});
+  (void)trainer.step(x, y, optimizer, torch::arange(2));
+  std::vector<ardent::Batch> loader(1, {x, y, torch::arange(2)});
   (void)trainer.fit(loader, optimizer, 1);
 }
 

@@ -1,14 +1,26 @@
 #pragma once
 // Fast gradient sign method (Goodfellow, Shlens and Szegedy, "Explaining and Harnessing
 // Adversarial Examples", ICLR 2015):  x' = clamp(x + eps * sign(grad_x L(x)), lo, hi).
+//
+// With random_start(true) and step_size(a), FGSM with a random start (FGSM-RS; Wong, Rice and
+// Kolter, "Fast is better than free: Revisiting adversarial training", ICLR 2020), whose
+// adversarial training matches PGD's at the cost of one gradient (a = 1.25 eps in the paper):
+//   x_0 ~ U(B_inf(x, eps)) clamped to the box,  x' = clamp_box( Proj_B(x, eps)( x_0 + a sign(grad L(x_0)) ) ).
+// The defaults (no random start, a = eps) are the original FGSM.
 
 #include "ardent/attacks/detail/gradient.hpp"
 
 namespace ardent::attacks {
 
 struct FGSMOptions {
-  /* implicit */ FGSMOptions(double epsilon) : epsilon_(epsilon) {}  // NOLINT(google-explicit-constructor)
+  /// The step size defaults to epsilon.
+  /* implicit */ FGSMOptions(double epsilon)  // NOLINT(google-explicit-constructor)
+      : epsilon_(epsilon), step_size_(epsilon) {}
   TORCH_ARG(double, epsilon);
+  /// Length a of the signed gradient step (Wong et al. use 1.25 eps with a random start).
+  TORCH_ARG(double, step_size);
+  /// Take the step from a uniform point of the Linf ball instead of from x.
+  TORCH_ARG(bool, random_start) = false;
   TORCH_ARG(double, clip_min) = 0.0;
   TORCH_ARG(double, clip_max) = 1.0;
   TORCH_ARG(bool, eval_mode) = true;
@@ -17,19 +29,38 @@ struct FGSMOptions {
 class FGSM {
  public:
   explicit FGSM(FGSMOptions options) : options_(options) {
-    detail::check_common_options("ardent::attacks::FGSM", options_.epsilon(), options_.clip_min(), options_.clip_max());
+    constexpr std::string_view name = "ardent::attacks::FGSM";
+    detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_non_negative(name, "step_size", options_.step_size());
   }
 
   const FGSMOptions& options() const { return options_; }
 
   template <Model M, AttackGoal G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
+    return perturb_from(model, x, start(x), goal);
+  }
+
+  /// The point the step is taken from: x, or a uniform point of the ball with random_start.
+  torch::Tensor start(const torch::Tensor& x) const {
+    const auto& o = options_;
+    if (!o.random_start()) return x.detach();
+    return detail::random_start(Norm::Linf, x.detach(), o.epsilon(), o.clip_min(), o.clip_max());
+  }
+
+  /// One step from `from` (projected onto the ball around x and the box first): the warm-start entry
+  /// point (attacks::WarmStart).
+  template <Model M, AttackGoal G>
+  torch::Tensor perturb_from(M& model, const torch::Tensor& x, const torch::Tensor& from, const G& goal) const {
     const auto& o = options_;
     detail::check_call("ardent::attacks::FGSM", model, x, goal, o.clip_min(), o.clip_max());
     detail::AttackScope scope(model, o.eval_mode());
     const auto clean = detail::attack_copy(x);
-    const auto gradient = detail::loss_and_gradient(model, clean, detail::to_objective(goal)).gradient;
-    return (clean + o.epsilon() * gradient.sign()).clamp(o.clip_min(), o.clip_max()).detach();
+    const auto origin = detail::project_linf(from.detach(), clean, o.epsilon(), o.clip_min(), o.clip_max());
+    const auto gradient = detail::loss_and_gradient(model, origin, detail::to_objective(goal)).gradient;
+    return detail::project_linf(origin + o.step_size() * gradient.sign(), clean, o.epsilon(), o.clip_min(),
+                                o.clip_max())
+        .detach();
   }
 
  private:
@@ -44,10 +75,9 @@ static_assert(TargetedAttack<FGSM>);
 template <typename Json>
 void to_json(Json& j, const FGSM& attack) {
   const auto& o = attack.options();
-  j = Json{{"attack", "FGSM"},
-           {"epsilon", o.epsilon()},
-           {"clip_min", o.clip_min()},
-           {"clip_max", o.clip_max()},
+  j = Json{{"attack", "FGSM"},           {"epsilon", o.epsilon()},
+           {"step_size", o.step_size()}, {"random_start", o.random_start()},
+           {"clip_min", o.clip_min()},   {"clip_max", o.clip_max()},
            {"eval_mode", o.eval_mode()}};
 }
 

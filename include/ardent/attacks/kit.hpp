@@ -31,6 +31,7 @@
 
 #include "ardent/core/attack.hpp"
 #include "ardent/core/check.hpp"
+#include "ardent/core/memory.hpp"
 #include "ardent/core/mode_guard.hpp"
 #include "ardent/core/model.hpp"
 #include "ardent/core/objectives.hpp"
@@ -78,6 +79,7 @@ class AttackScope {
   explicit AttackScope(M& model, bool eval_mode = true) : mode_(model, eval_mode), frozen_(model) {}
 
  private:
+  MemoryReuseScope reuse_;  // first in, last out: the attack's last temporaries are freed inside it
   c10::InferenceMode inference_off_{false};
   torch::AutoGradMode grad_on_{true};
   ModeGuard mode_;

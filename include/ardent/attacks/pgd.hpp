@@ -76,26 +76,53 @@ class PGD {
   template <Model M, AttackGoal G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
     const auto& o = options_;
+    if (o.restarts() == 1) return perturb_from(model, x, start(x), goal);
     detail::check_call("ardent::attacks::PGD", model, x, goal, o.clip_min(), o.clip_max());
     detail::AttackScope scope(model, o.eval_mode());
     const auto objective = detail::to_objective(goal);
     const auto clean = detail::attack_copy(x);
-    const detail::AscentSettings settings{o.norm(), o.epsilon(), o.step_size(), o.steps(), o.clip_min(), o.clip_max()};
-
     detail::BestPerSample best;
     for (int64_t run = 0; run < o.restarts(); ++run) {
-      auto start = o.random_start() ? detail::random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max())
-                   : o.start_noise() > 0 ? detail::project(o.norm(), clean + o.start_noise() * torch::randn_like(clean),
-                                                           clean, o.epsilon(), o.clip_min(), o.clip_max())
-                                         : clean.clone();
-      auto x_adv = detail::projected_ascent(model, clean, std::move(start), objective, settings);
-      if (o.restarts() == 1) return x_adv.detach();
+      auto x_adv = detail::projected_ascent(model, clean, start(clean), objective, ascent_settings());
       best.offer(x_adv, detail::loss_only(model, x_adv, objective));
     }
     return best.result();
   }
 
+  /// The first iterate of a run: uniform in the ball with random_start, x + start_noise N(0, 1)
+  /// projected with start_noise, else x.
+  torch::Tensor start(const torch::Tensor& x) const {
+    const auto& o = options_;
+    const auto clean = x.detach();
+    if (o.random_start()) return detail::random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max());
+    if (o.start_noise() > 0) {
+      return detail::project(o.norm(), clean + o.start_noise() * torch::randn_like(clean), clean, o.epsilon(),
+                             o.clip_min(), o.clip_max());
+    }
+    return clean.clone();
+  }
+
+  /// One run of `steps` steps from `from` (projected onto the ball around x and the box first): the
+  /// warm-start entry point (attacks::WarmStart).
+  template <Model M, AttackGoal G>
+  torch::Tensor perturb_from(M& model, const torch::Tensor& x, const torch::Tensor& from, const G& goal) const {
+    const auto& o = options_;
+    detail::check_call("ardent::attacks::PGD", model, x, goal, o.clip_min(), o.clip_max());
+    TORCH_CHECK(from.sizes() == x.sizes(), "ardent::attacks::PGD::perturb_from: argument 'from' has shape ",
+                shape_string(from), ", expected the shape of x ", shape_string(x));
+    detail::AttackScope scope(model, o.eval_mode());
+    const auto clean = detail::attack_copy(x);
+    auto first = detail::project(o.norm(), from.detach(), clean, o.epsilon(), o.clip_min(), o.clip_max());
+    return detail::projected_ascent(model, clean, std::move(first), detail::to_objective(goal), ascent_settings())
+        .detach();
+  }
+
  private:
+  detail::AscentSettings ascent_settings() const {
+    const auto& o = options_;
+    return {o.norm(), o.epsilon(), o.step_size(), o.steps(), o.clip_min(), o.clip_max()};
+  }
+
   PGDOptions options_;
 };
 

@@ -4,8 +4,9 @@
 // (tests/speedups_test.cpp), so all are on by default; switching one off measures it, or
 // reproduces the plain computation. The switches are per thread: SpeedupsGuard sets them for a
 // scope on the calling thread (the one that runs the attack and the models' forward passes), and
-// other threads keep theirs. Nothing here changes process-wide state; the allocator setting that
-// helps attacks on the CPU is a separate, explicit opt-in (ardent/core/memory.hpp).
+// other threads keep theirs. reuse_memory wraps LibTorch's CPU allocator for an attack's scope
+// only (ardent/core/memory.hpp); the process-wide allocator setting is a separate, explicit
+// opt-in (keep_freed_memory).
 
 namespace ardent {
 
@@ -25,6 +26,9 @@ struct Speedups {
   /// A Linf step is one add and one clamp against bounds computed once per attack,
   /// max(x - eps, lo) <= x' <= min(x + eps, hi), instead of a projection and a box clamp.
   bool fused_linf_step = true;
+  /// Attacks reuse the large blocks their passes free (ardent::MemoryReuseScope): no page fault
+  /// per 4 KiB of activations at every step, and nothing held once the attack returns.
+  bool reuse_memory = true;
 };
 
 /// The calling thread's switches (each thread starts with every switch on).
@@ -48,6 +52,6 @@ class SpeedupsGuard {
 };
 
 /// Every switch off: the plain computation.
-inline constexpr Speedups no_speedups{false, false, false, false, false};
+inline constexpr Speedups no_speedups{false, false, false, false, false, false};
 
 }  // namespace ardent

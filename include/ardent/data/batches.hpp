@@ -10,6 +10,7 @@
 // as evenly as possible (slices differ by at most one image); if m < ranks it is dropped, so that
 // every rank runs the same number of steps (no rank waits for a partner that has stopped).
 
+#include "ardent/core/batch.hpp"
 #include "ardent/core/check.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -20,7 +21,8 @@ namespace ardent::data {
 
 class ShuffledBatches {
  public:
-  using Batch = std::pair<torch::Tensor, torch::Tensor>;
+  /// Images, labels and each image's index in the data set.
+  using Batch = ardent::Batch;
 
   ShuffledBatches(torch::Tensor images, torch::Tensor labels, int64_t batch_size, uint64_t seed, bool shuffle = true)
       : images_(std::move(images)),
@@ -80,7 +82,7 @@ class ShuffledBatches {
     Batch operator*() const {
       const auto [first, count] = owner_->slice_of(batch_);
       const auto index = order_.slice(0, first, first + count);
-      return {owner_->images_.index_select(0, index), owner_->labels_.index_select(0, index)};
+      return {owner_->images_.index_select(0, index), owner_->labels_.index_select(0, index), index};
     }
     Iterator& operator++() {
       ++batch_;

@@ -45,6 +45,17 @@ class AdversarialTrainer {
     check_non_negative("ardent::AdversarialTrainer", "beta", options_.beta());
   }
 
+  /// The step for a batch whose examples have the data-set indices `indices` (int64 [B]): an attack
+  /// that keeps per-example state (attacks::WarmStart) is told them first. ardent::fit calls this
+  /// overload with the indices data::ShuffledBatches gives.
+  StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer,
+                  const torch::Tensor& indices) {
+    if constexpr (requires { attack_.for_examples(indices); }) {
+      if (indices.defined()) attack_.for_examples(indices);
+    }
+    return step(x, y, optimizer);
+  }
+
   StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer) {
     constexpr std::string_view name = "ardent::AdversarialTrainer::step";
     double clip_min = -std::numeric_limits<double>::infinity();

@@ -97,8 +97,14 @@ FitSummary fit(Trainer& trainer, Loader& loader, torch::optim::Optimizer& optimi
     EpochSummary e{epoch, 0, 0, 0.0};
     double loss_sum = 0;
     for (auto&& batch : loader) {
-      const auto [x, y] = unpack_batch(batch);
-      const StepResult r = trainer.step(x, y, optimizer);
+      const auto [x, y, indices] = unpack_batch(batch);
+      StepResult r;
+      // A trainer that takes the examples' indices (for per-example attack state) gets them.
+      if constexpr (requires { trainer.step(x, y, optimizer, indices); }) {
+        r = trainer.step(x, y, optimizer, indices);
+      } else {
+        r = trainer.step(x, y, optimizer);
+      }
       loss_sum += r.loss * static_cast<double>(r.batch_size);
       e.samples += r.batch_size;
       if (all([&](auto& c) { return detail::batch_end(c, trainer, e.batches, r); })) summary.stopped_early = true;

@@ -382,8 +382,8 @@ EvalReport evaluate(M& model, Loader&& loader, const Attacks& attacks, const Eva
   ModeGuard mode(model, /*eval=*/true);
   eval::detail::Evaluation<M> evaluation(model, bound, options, -1);
   for (auto&& batch : loader) {
-    const auto [x, y] = unpack_batch(batch);
-    evaluation.add(x, y, /*checked=*/false);
+    const auto b = unpack_batch(batch);
+    evaluation.add(b.inputs, b.labels, /*checked=*/false);
   }
   return evaluation.report();
 }
