@@ -73,9 +73,7 @@ int main(int argc, char** argv) {
 
     ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(width));
     const auto attack = examples::madry_pgd_options(epsilon, steps);
-    auto trainer = method == "madry" ? ardent::make_madry_trainer(model, attack)
-                                     : ardent::make_trades_trainer(model, beta, attack);
-    torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(lr));
+    torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(lr));
     ardent::data::ShuffledBatches batches(train.images, train.labels, batch_size, seed);
 
     const std::filesystem::path dir(out);
@@ -92,7 +90,12 @@ int main(int argc, char** argv) {
                         {"seed", std::to_string(seed)}};
     fmt::print("{} training of SmallCNN (width {}) on {} images, epsilon {}, {} epochs\n", method, width,
                train.images.size(0), epsilon, epochs);
-    const auto history = ardent::train::train_loop(trainer, batches, optimizer, {{"model", model.ptr()}}, loop);
+    // MadryTrainer and TradesTrainer are distinct types (the method is a policy): one loop for each.
+    const auto train_with = [&](auto trainer) {
+      return ardent::train::train_loop(trainer, batches, optimizer, {{"model", model.ptr()}}, loop);
+    };
+    const auto history = method == "madry" ? train_with(ardent::make_madry_trainer(model, attack))
+                                           : train_with(ardent::make_trades_trainer(model, beta, attack));
     if (!examples::main_rank()) return 0;
 
     torch::save(model, (dir / "teacher.pt").string());

@@ -688,6 +688,11 @@ TEST_CASE("fit calls the hooks a callback has, and stops when one returns true",
     CHECK(resumed.epochs_completed == 2);
     CHECK(resumed.epochs.front().epoch == 2);
   }
+  SECTION("a loader with no batch is refused, not counted a success") {
+    std::vector<std::pair<torch::Tensor, torch::Tensor>> empty;
+    CHECK_THROWS_WITH(kd.fit(empty, optimizer, 1), ContainsSubstring("ardent::fit") && ContainsSubstring("'loader'") &&
+                                                       ContainsSubstring("no batch in epoch 0"));
+  }
   SECTION("a torch::data loader works too") {
     auto data_loader = torch::data::make_data_loader(PairDataset(s.x, s.y), torch::data::DataLoaderOptions(4));
     CountingCallback counter;
@@ -723,6 +728,13 @@ TEST_CASE("adversarial training: Madry and TRADES", "[distill][trainer]") {
                             3.0 * kl_rows(logits, s.student->forward(x_adv)).mean().item<double>();
     CHECK(r.loss == Approx(expected).epsilon(1e-5));
   }
+  SECTION("the method is a type: MadryTrainer and TradesTrainer differ, and TRADES checks beta") {
+    using Student = decltype(s.student);
+    STATIC_REQUIRE(!std::is_same_v<MadryTrainer<Student>, TradesTrainer<Student>>);
+    STATIC_REQUIRE(std::is_same_v<TradesTrainer<Student>::TrainingMethod, training_methods::TRADES>);
+    CHECK_THROWS_WITH(recipes::trades(-1.0), ContainsSubstring("'beta'") && ContainsSubstring("-1"));
+    CHECK(make_trades_trainer(s.student, 3.0, kAttack).method().beta() == 3.0);
+  }
   SECTION("Madry training lowers the adversarial loss") {
     auto trainer = make_madry_trainer(s.student, kAttack);
     torch::optim::Adam optimizer(trainer.parameters(), 0.02);
@@ -751,6 +763,13 @@ TEST_CASE("the Distiller rejects bad input with the argument named", "[distill][
                     ContainsSubstring("'labels'") && ContainsSubstring("[0, 3)"));
   CHECK_THROWS_WITH(ard.step(s.x, s.y.to(torch::kInt), optimizer), ContainsSubstring("'labels'"));
   CHECK_THROWS_WITH(ard.step(s.x.to(torch::kInt), s.y, optimizer), ContainsSubstring("'x'"));
+
+  // Teacher and student that no batch fits both: refused when the Distiller is built, naming the pair.
+  Net in_double(3);
+  in_double->to(torch::kDouble);
+  CHECK_THROWS_WITH(make_ard(s.teacher, in_double, 1.0, 30.0, kAttack), ContainsSubstring("'student'") &&
+                                                                            ContainsSubstring("dtype Double") &&
+                                                                            ContainsSubstring("teacher's dtype Float"));
 
   auto mismatched = make_ard(s.teacher, Net(5), 1.0, 30.0, kAttack);
   CHECK_THROWS_WITH(mismatched.step(s.x, s.y, optimizer),

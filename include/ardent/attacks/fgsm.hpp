@@ -17,7 +17,7 @@ struct FGSMOptions {
 class FGSM {
  public:
   explicit FGSM(FGSMOptions options) : options_(options) {
-    detail::check_common_options("ardent::attacks::FGSM", options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_common_options("ardent::attacks::FGSM", options_.epsilon(), options_.clip_min(), options_.clip_max());
   }
 
   const FGSMOptions& options() const { return options_; }
@@ -25,10 +25,10 @@ class FGSM {
   template <Model M, AttackGoal G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
     const auto& o = options_;
-    detail::check_call("ardent::attacks::FGSM", model, x, goal, o.clip_min(), o.clip_max());
-    detail::AttackScope scope(model, o.eval_mode());
-    const auto clean = detail::attack_copy(x);
-    const auto gradient = detail::loss_and_gradient(model, clean, detail::to_objective(goal)).gradient;
+    check_call("ardent::attacks::FGSM", model, x, goal, o.clip_min(), o.clip_max());
+    AttackScope scope(model, o.eval_mode());
+    const auto clean = attack_copy(x);
+    const auto gradient = loss_and_gradient(model, clean, to_objective(goal)).gradient;
     return (clean + o.epsilon() * gradient.sign()).clamp(o.clip_min(), o.clip_max()).detach();
   }
 

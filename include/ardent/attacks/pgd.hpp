@@ -44,7 +44,7 @@ class PGD {
  public:
   explicit PGD(PGDOptions options) : options_(options) {
     constexpr std::string_view name = "ardent::attacks::PGD";
-    detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max(), options_.norm());
     check_non_negative(name, "step_size", options_.step_size());
     if (options_.steps() < 1) {
       fail_argument(name, "steps",
@@ -76,17 +76,17 @@ class PGD {
   template <Model M, AttackGoal G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
     const auto& o = options_;
-    detail::check_call("ardent::attacks::PGD", model, x, goal, o.clip_min(), o.clip_max());
-    detail::AttackScope scope(model, o.eval_mode());
-    const auto objective = detail::to_objective(goal);
-    const auto clean = detail::attack_copy(x);
+    check_call("ardent::attacks::PGD", model, x, goal, o.clip_min(), o.clip_max());
+    AttackScope scope(model, o.eval_mode());
+    const auto objective = to_objective(goal);
+    const auto clean = attack_copy(x);
     const detail::AscentSettings settings{o.norm(), o.epsilon(), o.step_size(), o.steps(), o.clip_min(), o.clip_max()};
 
     detail::BestPerSample best;
     for (int64_t run = 0; run < o.restarts(); ++run) {
-      auto start = o.random_start() ? detail::random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max())
-                   : o.start_noise() > 0 ? detail::project(o.norm(), clean + o.start_noise() * torch::randn_like(clean),
-                                                           clean, o.epsilon(), o.clip_min(), o.clip_max())
+      auto start = o.random_start()      ? random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max())
+                   : o.start_noise() > 0 ? project(o.norm(), clean + o.start_noise() * torch::randn_like(clean), clean,
+                                                   o.epsilon(), o.clip_min(), o.clip_max())
                                          : clean.clone();
       auto x_adv = detail::projected_ascent(model, clean, std::move(start), objective, settings);
       if (o.restarts() == 1) return x_adv.detach();
