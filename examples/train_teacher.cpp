@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
                  (dir / "teacher.pt").string());
     }
   } catch (const std::exception& e) {
-    fmt::print(stderr, "train_teacher: {}\n", e.what());
+    fmt::print(stderr, "train_teacher: {}\n", examples::error_message(e));
     return 1;
   }
   return 0;

@@ -448,6 +448,18 @@ bool all_equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Ten
 
 }  // namespace
 
+TEST_CASE("Distiller<T, S> takes the attack budget at construction, the rest ARD's", "[distill][defaults]") {
+  Setup s;
+  Distiller<Net, Net> d(s.teacher, s.student, attacks::PGDOptions(0.1).step_size(0.025).steps(4));
+  CHECK(d.attack().options().epsilon() == 0.1);
+  CHECK(d.attack().options().step_size() == 0.025);
+  CHECK(d.attack().options().steps() == 4);
+  CHECK(d.loss().options().temperature() == 30.0);
+  CHECK(d.options().adversarial_weight() == 1.0);
+  CHECK_THROWS_WITH(Distiller<Net, Net>(s.teacher, s.student, attacks::PGDOptions(8)),
+                    ContainsSubstring("'epsilon'") && ContainsSubstring("8/255"));
+}
+
 TEST_CASE("Distiller<T, S> is ARD with the paper's settings, the same as make_ard", "[distill][defaults]") {
   Setup s;
   STATIC_REQUIRE(std::same_as<decltype(make_ard(s.teacher, s.student)), Distiller<Net, Net>>);
