@@ -493,6 +493,29 @@ TEST_CASE("each sanity check warns on a model built to trip it, and not on a nor
   }
 }
 
+TEST_CASE("what evaluate checks comes from the attacks' types, not their reports", "[eval]") {
+  const auto standard = eval::autoattack(8.0 / 255);
+  REQUIRE(standard.size() == 4);
+  CHECK(standard[0].attack.capabilities().target_classes == 0);  // APGD-CE
+  CHECK(standard[1].attack.capabilities().target_classes == 9);  // APGD-T
+  CHECK(standard[1].attack.capabilities().classes_needed == 4);
+  CHECK(standard[2].attack.capabilities().target_classes == 9);  // FAB-T
+  CHECK(standard[3].attack.capabilities().gradient_free);        // Square
+  CHECK_FALSE(standard[0].attack.capabilities().gradient_free);
+  REQUIRE(standard[0].attack.capabilities().pixel_box);
+  CHECK(*standard[0].attack.capabilities().pixel_box == std::pair(0.0, 1.0));
+  const auto pgd = capabilities_of(attacks::PGD(attacks::PGDOptions(0.1).clip_min(-1.0)));
+  REQUIRE(pgd.pixel_box);
+  CHECK(pgd.pixel_box->first == -1.0);
+  CHECK_FALSE(capabilities_of(user::Brighten{}).pixel_box);  // a box in its JSON only is no box
+
+  AttackCapabilities dlr;
+  dlr.classes_needed = 3;
+  const auto warning = eval::checks::classes(2, {{"APGD-DLR", dlr}});
+  REQUIRE(warning);
+  CHECK_THAT(warning->message, ContainsSubstring("'APGD-DLR' needs at least 3 classes"));
+}
+
 TEST_CASE("a user's attack without to_json is still checked: its pixel box and gradient masking", "[eval][warnings]") {
   STATIC_REQUIRE(!std::is_constructible_v<nlohmann::json, const user::SilentSearch&>);
   STATIC_REQUIRE(GradientFreeAttack<user::SilentSearch>);
