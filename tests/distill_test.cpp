@@ -456,7 +456,7 @@ TEST_CASE("Distiller<T, S> takes the attack budget at construction, the rest ARD
   CHECK(d.attack().options().steps() == 4);
   CHECK(d.loss().options().temperature() == 30.0);
   CHECK(d.options().adversarial_weight() == 1.0);
-  CHECK_THROWS_WITH(Distiller<Net, Net>(s.teacher, s.student, attacks::PGDOptions(8)),
+  CHECK_THROWS_WITH((Distiller<Net, Net>(s.teacher, s.student, attacks::PGDOptions(8))),
                     ContainsSubstring("'epsilon'") && ContainsSubstring("8/255"));
 }
 
