@@ -131,7 +131,7 @@ torch::Tensor ardent_pgd(W& w, const Batch& b) {
 template <typename W>
 torch::Tensor inference_forward(W& w, const Batch& b) {
   torch::InferenceMode inference;
-  return w.model->forward(ardent::attacks::detail::model_layout(b.x));
+  return w.model->forward(ardent::attacks::model_layout(b.x));
 }
 
 void pgd_step(benchmark::State& state, const std::string& model, int64_t batch) {

@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
     model->eval();
     report(model, test_set, s);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "attack: {}\n", e.what());
+    fmt::print(stderr, "attack: {}\n", examples::error_message(e));
     return 1;
   }
   return 0;

@@ -37,6 +37,13 @@ inline Subset take(const ardent::data::MNIST& set, int64_t limit) {
   return {set.images().slice(0, 0, n), set.labels().slice(0, 0, n)};
 }
 
+/// The message of an error as a user reads it: for LibTorch's c10::Error (every ardent check) the
+/// message alone, without the C++ backtrace that what() appends.
+inline const char* error_message(const std::exception& e) {
+  if (const auto* error = dynamic_cast<const c10::Error*>(&e)) return error->what_without_backtrace();
+  return e.what();
+}
+
 /// OMP_NUM_THREADS when set (scripts/launch.sh sets cores / processes), else all cores.
 inline int default_threads() {
   if (const char* value = std::getenv("OMP_NUM_THREADS"); value != nullptr && std::atoi(value) > 0)

@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
       distill(train, test, teacher, student, epsilon, epochs, ardent::recipes::ard(1.0));
     }
   } catch (const std::exception& e) {
-    fmt::print(stderr, "custom_policy: {}\n", e.what());
+    fmt::print(stderr, "custom_policy: {}\n", examples::error_message(e));
     return 1;
   }
   return 0;

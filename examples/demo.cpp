@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
     row(fmt::format("natural student (width {})", s.width), natural);
     row(fmt::format("ARD student (width {})", s.width), student);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "demo: {}\n", e.what());
+    fmt::print(stderr, "demo: {}\n", examples::error_message(e));
     return 1;
   }
   return 0;

@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
       distill(teacher, student, train, test, guard_set, s);
     }
   } catch (const std::exception& e) {
-    fmt::print(stderr, "distill: {}\n", e.what());
+    fmt::print(stderr, "distill: {}\n", examples::error_message(e));
     return 1;
   }
   return 0;

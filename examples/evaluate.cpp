@@ -208,7 +208,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::Error& e) {
     return app.exit(e);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "evaluate: {}\n", e.what());
+    fmt::print(stderr, "evaluate: {}\n", examples::error_message(e));
     return 1;
   }
 }

@@ -300,7 +300,7 @@ int main(int argc, char** argv) {
       distill(teacher, train, test, s);
     }
   } catch (const std::exception& e) {
-    fmt::print(stderr, "resnet18_to_mobilenetv2: {}\n", e.what());
+    fmt::print(stderr, "resnet18_to_mobilenetv2: {}\n", examples::error_message(e));
     return 1;
   }
   return 0;

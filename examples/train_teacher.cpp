@@ -73,21 +73,10 @@ int main(int argc, char** argv) {
     const std::filesystem::path dir(out);
     ardent::train::History history;
     examples::with_training_attack(training, epsilon, train, [&](auto attack, auto cold, auto memory) {
-      // TRADES starts a cold PGD at x + 0.001 N(0, 1), as make_trades_trainer does.
-      const auto started = [&](auto a) {
-        if constexpr (std::is_same_v<decltype(a), ardent::attacks::PGD>) {
-          if (method == "trades")
-            return ardent::attacks::PGD(
-                ardent::attacks::PGDOptions(a.options()).random_start(false).start_noise(0.001));
-        }
-        return a;
-      };
-      ardent::AdversarialTrainer<ardent::models::SmallCNN, decltype(attack)> trainer(
-          model, started(attack), method == "madry" ? ardent::recipes::madry() : ardent::recipes::trades(beta));
-      torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(lr));
+      torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(lr));
       ardent::data::ShuffledBatches batches(train.images, train.labels, batch_size, seed);
-      examples::EpochEndHooks guard(training, model, cold, examples::take(test_set, 0), epsilon, memory);
-      auto loop = examples::epoch_loop(model, test, epsilon, dir, epochs, resume, &guard);
+      examples::EpochEndHooks hooks(training, model, cold, examples::take(test_set, 0), epsilon, memory);
+      auto loop = examples::epoch_loop(model, test, epsilon, dir, epochs, resume, &hooks);
       // What defines the run: resuming with other values is refused (epochs may grow).
       loop.run_options = {{"method", method},
                           {"width", std::to_string(width)},
@@ -104,7 +93,20 @@ int main(int argc, char** argv) {
                  train.images.size(0), epsilon, epochs);
       std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"model", model.ptr()}};
       if (!memory.is_empty()) modules.emplace("perturbations", memory.ptr());
-      history = ardent::train::train_loop(trainer, batches, optimizer, modules, loop, guard);
+      // The method is a policy type: one trainer type for each.
+      const auto train_with = [&](auto trainer) {
+        return ardent::train::train_loop(trainer, batches, optimizer, modules, loop, hooks);
+      };
+      if (method == "madry") {
+        history = train_with(ardent::AdversarialTrainer(model, attack, ardent::recipes::madry()));
+        return;
+      }
+      // TRADES starts a cold PGD at x + 0.001 N(0, 1), as make_trades_trainer does.
+      if constexpr (std::is_same_v<decltype(attack), ardent::attacks::PGD>) {
+        history = train_with(ardent::make_trades_trainer(model, beta, attack.options()));
+      } else {
+        history = train_with(ardent::AdversarialTrainer(model, attack, ardent::recipes::trades(beta)));
+      }
     });
     if (!examples::main_rank()) return 0;
 
@@ -131,7 +133,7 @@ int main(int argc, char** argv) {
                  (dir / "teacher.pt").string());
     }
   } catch (const std::exception& e) {
-    fmt::print(stderr, "train_teacher: {}\n", e.what());
+    fmt::print(stderr, "train_teacher: {}\n", examples::error_message(e));
     return 1;
   }
   return 0;

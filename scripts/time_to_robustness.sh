@@ -16,6 +16,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ARDENT_BUILD_DIR:-$root/build}"
+# The programs the runs use (TTR_BIN: a copy, so that a rebuild during the runs changes nothing).
+bin="${TTR_BIN:-$build/examples}"
 runs="${TTR_RUNS:-$root/runs/ttr}"
 data="$root/docs/performance_data/time_to_robustness"
 teacher="$root/models/fashion_teacher.pt"
@@ -50,10 +52,10 @@ run() {
   [ -f "$out/checkpoint.pt" ] && resume=(--resume)
   mkdir -p "$out"
   # shellcheck disable=SC2046
-  "$build/examples/distill" $(flags "$method") --width 16 --epsilon 0.1 --epochs "$EPOCHS" --limit "$LIMIT" \
+  "$bin/distill" $(flags "$method") --width 16 --epsilon 0.1 --epochs "$EPOCHS" --limit "$LIMIT" \
     --eval-limit "$CURVE_IMAGES" --seed "$seed" --threads 1 --out "$out" "${resume[@]}" >> "$out.log" 2>&1
   cp "$out/metrics.csv" "$data/$name.metrics.csv"
-  "$build/examples/evaluate" --checkpoint "$out/student.pt" --width 16 --suite study --epsilon 0.1 --steps 20 \
+  "$bin/evaluate" --checkpoint "$out/student.pt" --width 16 --suite study --epsilon 0.1 --steps 20 \
     --limit "$EVAL_IMAGES" --seed 0 --threads 1 --json "$data/$name.eval.json.tmp" > "$out.eval.log" 2>&1
   mv "$data/$name.eval.json.tmp" "$data/$name.eval.json"
   echo "$name: $(tail -n 1 "$out.eval.log")"

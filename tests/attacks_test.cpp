@@ -227,6 +227,15 @@ TEST_CASE("attacks reject bad input with a message naming the argument", "[attac
     CHECK_THROWS_WITH(attacks::MIFGSM(attacks::MIFGSMOptions(0.1).decay(-1)), ContainsSubstring("'decay'"));
     CHECK_THROWS_WITH(attacks::MIFGSM(attacks::MIFGSMOptions(0.1).step_size(-1)), ContainsSubstring("'step_size'"));
   }
+  SECTION("a Linf budget wider than the pixel box (8 for 8/255) is refused, naming the likely intent") {
+    CHECK_THROWS_WITH(attacks::PGD(attacks::PGDOptions(8)),
+                      ContainsSubstring("'epsilon'") && ContainsSubstring("[0, 1]") && ContainsSubstring("8/255"));
+    CHECK_THROWS_WITH(attacks::FGSM(attacks::FGSMOptions(8)), ContainsSubstring("8/255"));
+    CHECK_THROWS_WITH(attacks::APGD(attacks::APGDOptions(2)), ContainsSubstring("2/255"));
+    CHECK_NOTHROW(attacks::PGD(attacks::PGDOptions(8).clip_max(255)));   // a box in pixel levels
+    CHECK_NOTHROW(attacks::PGD(attacks::PGDOptions(2).norm(Norm::L2)));  // an L2 radius may exceed 1
+    CHECK_NOTHROW(attacks::PGD(attacks::PGDOptions(1)));                 // the whole box, as asked
+  }
   SECTION("bad labels") {
     CHECK_THROWS_WITH(pgd.perturb(model, x, y.to(torch::kFloat)),
                       ContainsSubstring("'labels'") && ContainsSubstring("int64"));

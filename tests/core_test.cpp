@@ -103,6 +103,20 @@ TEST_CASE("objectives compute their formulas on hand-written logits", "[core][ob
   }
 }
 
+TEST_CASE("the CW margin and is_adversarial, untargeted and targeted", "[core][margin]") {
+  const auto options = torch::TensorOptions().dtype(torch::kDouble);
+  const auto z = torch::tensor({-5.0, -1.0, -3.0, 2.0, 1.0, 0.5}, options).reshape({2, 3});
+  const auto y = torch::tensor({1, 1}, torch::kLong);
+  // z_y - max_{i != y} z_i: -1 - (-3) = 2 (a 0/1 mask would take 0 as the runner-up), and 1 - 2 = -1.
+  CHECK(torch::equal(cw_margin(z, y), torch::tensor({2.0, -1.0}, options)));
+  CHECK(torch::equal(cw_margin(z, Targeted{y}), torch::tensor({-2.0, 1.0}, options)));
+  CHECK(torch::equal(is_adversarial(z, y), torch::tensor({false, true})));
+  CHECK(torch::equal(is_adversarial(z, Targeted{y}), torch::tensor({true, false})));
+  // The objectives are the margin's: CW maximises -margin up to kappa, DLR divides it by z_pi1 - z_pi3.
+  CHECK(torch::equal(objectives::CWMargin{y, 0.5}(z), torch::tensor({-2.0, 0.5}, options)));
+  CHECK(torch::equal(objectives::TargetedCWMargin{y, 0.5}(z), torch::tensor({0.5, -1.0}, options)));
+}
+
 TEST_CASE("argument checks name the argument, the value and the expectation", "[core][check]") {
   CHECK_THROWS_WITH(check_non_negative("f", "epsilon", -0.5),
                     ContainsSubstring("f: argument 'epsilon' is -0.5, expected a finite value >= 0"));

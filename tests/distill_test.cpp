@@ -448,6 +448,18 @@ bool all_equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Ten
 
 }  // namespace
 
+TEST_CASE("Distiller<T, S> takes the attack budget at construction, the rest ARD's", "[distill][defaults]") {
+  Setup s;
+  Distiller<Net, Net> d(s.teacher, s.student, attacks::PGDOptions(0.1).step_size(0.025).steps(4));
+  CHECK(d.attack().options().epsilon() == 0.1);
+  CHECK(d.attack().options().step_size() == 0.025);
+  CHECK(d.attack().options().steps() == 4);
+  CHECK(d.loss().options().temperature() == 30.0);
+  CHECK(d.options().adversarial_weight() == 1.0);
+  CHECK_THROWS_WITH((Distiller<Net, Net>(s.teacher, s.student, attacks::PGDOptions(8))),
+                    ContainsSubstring("'epsilon'") && ContainsSubstring("8/255"));
+}
+
 TEST_CASE("Distiller<T, S> is ARD with the paper's settings, the same as make_ard", "[distill][defaults]") {
   Setup s;
   STATIC_REQUIRE(std::same_as<decltype(make_ard(s.teacher, s.student)), Distiller<Net, Net>>);
@@ -688,6 +700,11 @@ TEST_CASE("fit calls the hooks a callback has, and stops when one returns true",
     CHECK(resumed.epochs_completed == 2);
     CHECK(resumed.epochs.front().epoch == 2);
   }
+  SECTION("a loader with no batch is refused, not counted a success") {
+    std::vector<std::pair<torch::Tensor, torch::Tensor>> empty;
+    CHECK_THROWS_WITH(kd.fit(empty, optimizer, 1), ContainsSubstring("ardent::fit") && ContainsSubstring("'loader'") &&
+                                                       ContainsSubstring("no batch in epoch 0"));
+  }
   SECTION("a torch::data loader works too") {
     auto data_loader = torch::data::make_data_loader(PairDataset(s.x, s.y), torch::data::DataLoaderOptions(4));
     CountingCallback counter;
@@ -723,6 +740,13 @@ TEST_CASE("adversarial training: Madry and TRADES", "[distill][trainer]") {
                             3.0 * kl_rows(logits, s.student->forward(x_adv)).mean().item<double>();
     CHECK(r.loss == Approx(expected).epsilon(1e-5));
   }
+  SECTION("the method is a type: MadryTrainer and TradesTrainer differ, and TRADES checks beta") {
+    using Student = decltype(s.student);
+    STATIC_REQUIRE(!std::is_same_v<MadryTrainer<Student>, TradesTrainer<Student>>);
+    STATIC_REQUIRE(std::is_same_v<TradesTrainer<Student>::TrainingMethod, training_methods::TRADES>);
+    CHECK_THROWS_WITH(recipes::trades(-1.0), ContainsSubstring("'beta'") && ContainsSubstring("-1"));
+    CHECK(make_trades_trainer(s.student, 3.0, kAttack).method().beta() == 3.0);
+  }
   SECTION("Madry training lowers the adversarial loss") {
     auto trainer = make_madry_trainer(s.student, kAttack);
     torch::optim::Adam optimizer(trainer.parameters(), 0.02);
@@ -751,6 +775,13 @@ TEST_CASE("the Distiller rejects bad input with the argument named", "[distill][
                     ContainsSubstring("'labels'") && ContainsSubstring("[0, 3)"));
   CHECK_THROWS_WITH(ard.step(s.x, s.y.to(torch::kInt), optimizer), ContainsSubstring("'labels'"));
   CHECK_THROWS_WITH(ard.step(s.x.to(torch::kInt), s.y, optimizer), ContainsSubstring("'x'"));
+
+  // Teacher and student that no batch fits both: refused when the Distiller is built, naming the pair.
+  Net in_double(3);
+  in_double->to(torch::kDouble);
+  CHECK_THROWS_WITH(make_ard(s.teacher, in_double, 1.0, 30.0, kAttack), ContainsSubstring("'student'") &&
+                                                                            ContainsSubstring("dtype Double") &&
+                                                                            ContainsSubstring("teacher's dtype Float"));
 
   auto mismatched = make_ard(s.teacher, Net(5), 1.0, 30.0, kAttack);
   CHECK_THROWS_WITH(mismatched.step(s.x, s.y, optimizer),

@@ -257,8 +257,10 @@ void to_json(Json& j, const Brighten& attack) {
 }
 
 // A gradient-free random search (sign vectors of the Linf ball, kept when they lower the margin):
-// a stand-in for Square that any model type accepts.
+// a stand-in for Square that any model type accepts. It says so with its type (the to_json below
+// is for the report only).
 struct RandomSearch {
+  static constexpr bool gradient_free = true;
   double epsilon = 0.3;
   int64_t queries = 300;
   template <ardent::Model M>
@@ -288,6 +290,21 @@ void to_json(Json& j, const RandomSearch& attack) {
   j = Json{
       {"attack", "RandomSearch"}, {"gradient_free", true}, {"epsilon", attack.epsilon}, {"queries", attack.queries}};
 }
+
+// The same search with no to_json at all: what evaluate checks comes from its type (a pixel box
+// through options(), gradient-free through a static member), so it is checked all the same.
+struct SilentSearch {
+  static constexpr bool gradient_free = true;
+  struct Options {
+    double clip_min() const { return 0.0; }
+    double clip_max() const { return 1.0; }
+  };
+  Options options() const { return {}; }
+  template <ardent::Model M>
+  torch::Tensor perturb(M& model, const torch::Tensor& x, const torch::Tensor& y) const {
+    return RandomSearch{}.perturb(model, x, y);
+  }
+};
 
 }  // namespace user
 
@@ -403,7 +420,7 @@ TEST_CASE("evaluate checks x and y once, at the call, naming ardent::evaluate", 
   fails(x, y.to(torch::kInt), "'y'", "int64");
   fails(x, y.slice(0, 0, 7), "'y'", "one label per sample");
   fails(x * 2, y, "'x'", "pixel box [0, 1]");
-  fails(x.to(torch::kDouble), y, "'x'", "dtype Double, expected the model's dtype Float");
+  fails(x.to(torch::kDouble), y, "'x'", "dtype Double, expected the model's parameter dtype Float");
   fails(x.slice(2, 0, 14), y, "'x'", "cannot run on it");
   auto nan = x.clone();
   nan[0][0][0][0] = std::numeric_limits<float>::quiet_NaN();
@@ -474,6 +491,43 @@ TEST_CASE("each sanity check warns on a model built to trip it, and not on a nor
     const auto fine = evaluate(normal, x, y, {eval::apgd_ce(0.3, 10), {"random search", user::RandomSearch{}}});
     CHECK(fine.warnings.empty());
   }
+}
+
+TEST_CASE("what evaluate checks comes from the attacks' types, not their reports", "[eval]") {
+  const auto standard = eval::autoattack(8.0 / 255);
+  REQUIRE(standard.size() == 4);
+  CHECK(standard[0].attack.capabilities().target_classes == 0);  // APGD-CE
+  CHECK(standard[1].attack.capabilities().target_classes == 9);  // APGD-T
+  CHECK(standard[1].attack.capabilities().classes_needed == 4);
+  CHECK(standard[2].attack.capabilities().target_classes == 9);  // FAB-T
+  CHECK(standard[3].attack.capabilities().gradient_free);        // Square
+  CHECK_FALSE(standard[0].attack.capabilities().gradient_free);
+  REQUIRE(standard[0].attack.capabilities().pixel_box);
+  CHECK(*standard[0].attack.capabilities().pixel_box == std::pair(0.0, 1.0));
+  const auto pgd = capabilities_of(attacks::PGD(attacks::PGDOptions(0.1).clip_min(-1.0)));
+  REQUIRE(pgd.pixel_box);
+  CHECK(pgd.pixel_box->first == -1.0);
+  CHECK_FALSE(capabilities_of(user::Brighten{}).pixel_box);  // a box in its JSON only is no box
+
+  AttackCapabilities dlr;
+  dlr.classes_needed = 3;
+  const auto warning = eval::checks::classes(2, {{"APGD-DLR", dlr}});
+  REQUIRE(warning);
+  CHECK_THAT(warning->message, ContainsSubstring("'APGD-DLR' needs at least 3 classes"));
+}
+
+TEST_CASE("a user's attack without to_json is still checked: its pixel box and gradient masking", "[eval][warnings]") {
+  STATIC_REQUIRE(!std::is_constructible_v<nlohmann::json, const user::SilentSearch&>);
+  STATIC_REQUIRE(GradientFreeAttack<user::SilentSearch>);
+  constexpr int64_t d = 32;
+  StepNet step(d, 10, 3);
+  const auto [xs, ys] = own_labels(step, 64, d);
+  const auto report = evaluate(step, xs, ys, {eval::apgd_ce(0.3, 10), {"silent search", user::SilentSearch{}}});
+  CHECK(report.attacks[1].settings.empty());
+  CHECK(has_warning(report, "gradient_masking"));
+  const std::vector<eval::NamedAttack<StepNet>> alone{{"silent search", user::SilentSearch{}}};
+  CHECK_THROWS_WITH(evaluate(step, xs * 3, ys, alone), ContainsSubstring("'x'") && ContainsSubstring("silent search") &&
+                                                           ContainsSubstring("pixel box [0, 1]"));
 }
 
 TEST_CASE("APGD with expectation over transformation averages the gradient over passes", "[eval][apgd]") {

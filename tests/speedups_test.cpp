@@ -51,7 +51,7 @@ void randomise_batch_norms(Module& model) {
 /// The cross-entropy gradient with respect to the input, as PGD computes it.
 template <typename Module>
 torch::Tensor input_gradient(Module& model, const torch::Tensor& x, const torch::Tensor& y) {
-  return ardent::attacks::detail::loss_and_gradient(model, x, ardent::objectives::CrossEntropy{y}).gradient;
+  return ardent::attacks::loss_and_gradient(model, x, ardent::objectives::CrossEntropy{y}).gradient;
 }
 
 std::string node_name(const torch::Tensor& y) { return y.grad_fn() ? y.grad_fn()->name() : std::string("none"); }
@@ -219,7 +219,7 @@ TEST_CASE(
     model->eval();
     const auto attack_gradient = [&](const Speedups& speedups, torch::Dtype dtype) {
       SpeedupsGuard guard(speedups);
-      const ardent::attacks::detail::AttackScope attack_scope(model, /*eval_mode=*/true);
+      const ardent::attacks::AttackScope attack_scope(model, /*eval_mode=*/true);
       return input_gradient(model, x.to(dtype), labels);
     };
     const auto logits = [&](const Speedups& speedups) {

@@ -1,7 +1,7 @@
 #pragma once
 // What compile.attacks instantiates for each built-in attack: a Distiller with every recipe the attack
 // can serve (ARD and KD always; RSLAD and AdaAD when it maximises objectives) and an
-// AdversarialTrainer (Madry and TRADES), each with step() and fit().
+// AdversarialTrainer (Madry always; TRADES when it maximises objectives), each with step() and fit().
 
 #include <ardent/attacks/apgd.hpp>
 #include <ardent/attacks/bim.hpp>
@@ -44,7 +44,9 @@ void instantiate(A attack) {
     train(ardent::Distiller(Model(), Model(), attack, kl, ardent::targets::Logits{}, ardent::recipes::adaad()));
   }
   train(ardent::AdversarialTrainer<Model, A>(Model(), attack, ardent::recipes::madry()));
-  train(ardent::AdversarialTrainer<Model, A>(Model(), attack, ardent::recipes::trades()));
+  if constexpr (ardent::TrainingMethodFor<ardent::training_methods::TRADES, A, Model>) {
+    train(ardent::AdversarialTrainer(Model(), attack, ardent::recipes::trades()));
+  }
 }
 
 }  // namespace ardent_compile

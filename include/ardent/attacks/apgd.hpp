@@ -186,7 +186,7 @@ class APGD {
  public:
   explicit APGD(APGDOptions options) : options_(options) {
     constexpr std::string_view name = "ardent::attacks::APGD";
-    detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max(), options_.norm());
     if (options_.steps() < 1) {
       fail_argument(name, "steps",
                     fmt::format("is {}, expected at least 1 (steps(0) would return the random start; "
@@ -211,6 +211,14 @@ class APGD {
   }
 
   const APGDOptions& options() const { return options_; }
+  /// The target classes APGD-T tries (its loss TargetedDLR), 0 otherwise.
+  int64_t target_class_count() const {
+    return options_.loss() == APGDLoss::TargetedDLR ? options_.n_target_classes() : 0;
+  }
+  /// DLR divides by z_pi1 - z_pi3 (3 classes), targeted DLR by z_pi1 - (z_pi3 + z_pi4) / 2 (4).
+  int64_t classes_needed() const {
+    return options_.loss() == APGDLoss::DLR ? 3 : options_.loss() == APGDLoss::TargetedDLR ? 4 : 0;
+  }
 
   /// `goal`: labels (untargeted; APGDLoss::TargetedDLR makes it APGD-T), ardent::Targeted{targets}
   /// (CE: targeted cross-entropy; DLR losses: targeted DLR from the clean prediction toward t),
@@ -218,9 +226,9 @@ class APGD {
   template <Model M, AttackGoal G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
     const auto& o = options_;
-    detail::check_call("ardent::attacks::APGD", model, x, goal, o.clip_min(), o.clip_max());
-    detail::AttackScope scope(model, o.eval_mode());
-    const auto clean = detail::attack_copy(x);
+    check_call("ardent::attacks::APGD", model, x, goal, o.clip_min(), o.clip_max());
+    AttackScope scope(model, o.eval_mode());
+    const auto clean = attack_copy(x);
     if (o.epsilon() == 0.0) return clean;
 
     if constexpr (!std::same_as<G, torch::Tensor> && !std::same_as<G, Targeted>) {
@@ -252,9 +260,9 @@ class APGD {
                    clean_logits.size(1));
       const auto succeeded = [](const torch::Tensor& logits, const torch::Tensor& wanted) {
         if constexpr (targeted) {
-          return logits.argmax(1).eq(wanted);
+          return is_adversarial(logits, Targeted{wanted});
         } else {
-          return logits.argmax(1).ne(wanted);
+          return is_adversarial(logits, wanted);
         }
       };
       auto found = succeeded(clean_logits, classes);

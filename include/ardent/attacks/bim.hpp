@@ -25,7 +25,7 @@ class BIM {
  public:
   explicit BIM(BIMOptions options) : options_(options) {
     constexpr std::string_view name = "ardent::attacks::BIM";
-    detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
     check_non_negative(name, "step_size", options_.step_size());
     check_non_negative(name, "steps", static_cast<double>(options_.steps()));
   }
@@ -42,10 +42,10 @@ class BIM {
   template <Model M, AttackGoal G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
     const auto& o = options_;
-    detail::check_call("ardent::attacks::BIM", model, x, goal, o.clip_min(), o.clip_max());
-    detail::AttackScope scope(model, o.eval_mode());
-    const auto clean = detail::attack_copy(x);
-    return detail::projected_ascent(model, clean, clean.clone(), detail::to_objective(goal),
+    check_call("ardent::attacks::BIM", model, x, goal, o.clip_min(), o.clip_max());
+    AttackScope scope(model, o.eval_mode());
+    const auto clean = attack_copy(x);
+    return detail::projected_ascent(model, clean, clean.clone(), to_objective(goal),
                                     {Norm::Linf, o.epsilon(), o.step_size(), steps(), o.clip_min(), o.clip_max()})
         .detach();
   }

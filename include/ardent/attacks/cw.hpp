@@ -62,9 +62,7 @@ class CW {
   /// The other classes' maximum masks the class with -inf, which stays right when every logit is negative.
   static torch::Tensor margin(const torch::Tensor& logits, const torch::Tensor& classes, double kappa,
                               bool targeted = false) {
-    const auto own = objectives::detail::true_logit(logits, classes);
-    const auto other = objectives::detail::max_other_logit(logits, classes);
-    return (targeted ? other - own : own - other).clamp_min(-kappa);
+    return (targeted ? cw_margin(logits, Targeted{classes}) : cw_margin(logits, classes)).clamp_min(-kappa);
   }
 
   /// `goal`: labels (untargeted) or ardent::Targeted{targets}. CW minimises the Carlini-Wagner
@@ -76,9 +74,9 @@ class CW {
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
     constexpr bool targeted = std::same_as<G, Targeted>;
     const auto& o = options_;
-    detail::check_call("ardent::attacks::CW", model, x, goal, o.clip_min(), o.clip_max());
-    detail::AttackScope scope(model, o.eval_mode());
-    const auto clean = detail::attack_copy(x);
+    check_call("ardent::attacks::CW", model, x, goal, o.clip_min(), o.clip_max());
+    AttackScope scope(model, o.eval_mode());
+    const auto clean = attack_copy(x);
     torch::Tensor classes;
     if constexpr (targeted) {
       classes = goal.targets.clone();
@@ -93,13 +91,11 @@ class CW {
     // Adversarial when the goal is reached with margin kappa; at kappa 0 this is exactly
     // argmax != y (untargeted) or argmax == t (targeted).
     const auto adversarial = [&](const torch::Tensor& logits) {
-      const auto own = objectives::detail::true_logit(logits, classes);
-      const auto other = objectives::detail::max_other_logit(logits, classes);
-      const auto predicted = logits.argmax(1);
       if constexpr (targeted) {
-        return predicted.eq(classes).logical_and(own - other >= o.kappa());
+        const Targeted wanted{classes};
+        return is_adversarial(logits, wanted).logical_and(cw_margin(logits, wanted) <= -o.kappa());
       } else {
-        return predicted.ne(classes).logical_and(other - own >= o.kappa());
+        return is_adversarial(logits, classes).logical_and(cw_margin(logits, classes) <= -o.kappa());
       }
     };
 
@@ -138,12 +134,12 @@ class CW {
         w.mutable_grad() = torch::autograd::grad({total}, {w})[0];
 
         torch::NoGradGuard no_grad;
-        const auto is_adversarial = adversarial(logits.detach());
+        const auto fooled = adversarial(logits.detach());
         const auto l2 = l2_squared.detach().sqrt().to(torch::kDouble);
-        const auto improved = is_adversarial.logical_and(l2 < best_l2);
+        const auto improved = fooled.logical_and(l2 < best_l2);
         best_l2 = torch::where(improved, l2, best_l2);
-        best = torch::where(detail::per_sample(improved, clean), x_adv.detach(), best);
-        succeeded.logical_or_(is_adversarial);
+        best = torch::where(per_sample(improved, clean), x_adv.detach(), best);
+        succeeded.logical_or_(fooled);
 
         adam.step();
 
@@ -158,7 +154,7 @@ class CW {
       lower = torch::where(succeeded, lower, torch::maximum(lower, c));
       c = torch::where(upper < 1e9, (lower + upper) / 2, c * 10);
     }
-    return torch::where(detail::per_sample(best_l2.isfinite(), clean), best, clean).detach();
+    return torch::where(per_sample(best_l2.isfinite(), clean), best, clean).detach();
   }
 
  private:

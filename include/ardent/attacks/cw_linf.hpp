@@ -12,20 +12,6 @@
 
 namespace ardent::attacks {
 
-namespace detail {
-/// The targeted CW margin: min(Z_t - max_{i != t} Z_i, kappa).
-struct TargetedCWMargin {
-  torch::Tensor targets;
-  double kappa = 0.0;
-
-  torch::Tensor operator()(const torch::Tensor& logits) const {
-    objectives::detail::check("ardent::attacks::CWLinf", logits, targets, "targets");
-    return (objectives::detail::true_logit(logits, targets) - objectives::detail::max_other_logit(logits, targets))
-        .clamp_max(kappa);
-  }
-};
-}  // namespace detail
-
 class CWLinf {
  public:
   /// `pgd`: the ball, step size, steps and start of the underlying PGD; `kappa`: the margin's cap.
@@ -47,10 +33,10 @@ class CWLinf {
   template <Model M, LabelsOrTargets G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
     // The labels are saved for backward, which an InferenceMode tensor forbids: copy them outside it.
-    detail::check_call("ardent::attacks::CWLinf", model, x, goal, options().clip_min(), options().clip_max());
+    check_call("ardent::attacks::CWLinf", model, x, goal, options().clip_min(), options().clip_max());
     c10::InferenceMode inference_off(false);
     if constexpr (std::same_as<G, Targeted>) {
-      return pgd_.perturb(model, x, detail::TargetedCWMargin{goal.targets.clone(), kappa_});
+      return pgd_.perturb(model, x, objectives::TargetedCWMargin{goal.targets.clone(), kappa_});
     } else {
       return pgd_.perturb(model, x, objectives::CWMargin{goal.clone(), kappa_});
     }

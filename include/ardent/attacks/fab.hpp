@@ -89,8 +89,8 @@ Linearisation nearest_boundary(M& model, const torch::Tensor& x, const torch::Te
     return g.contiguous().reshape({batch, -1});
   };
   const auto z = logits.detach();
-  const auto z_y = objectives::detail::true_logit(z, labels);
-  const auto g_y = flat_gradient(objectives::detail::true_logit(logits, labels), /*keep=*/true);
+  const auto z_y = class_logit(z, labels);
+  const auto g_y = flat_gradient(class_logit(logits, labels), /*keep=*/true);
 
   auto best_distance = torch::full({batch}, std::numeric_limits<double>::infinity(), z.options());
   auto f = torch::zeros({batch}, z.options());
@@ -113,9 +113,8 @@ template <Model M>
 Linearisation target_boundary(M& model, const torch::Tensor& x, const torch::Tensor& labels,
                               const torch::Tensor& targets, FABMode mode) {
   const auto objective = [&](const torch::Tensor& logits) {
-    const auto other = mode == FABMode::Ranked ? objectives::detail::true_logit(logits, labels)
-                                               : objectives::detail::max_other_logit(logits, targets);
-    return objectives::detail::true_logit(logits, targets) - other;
+    return mode == FABMode::Ranked ? class_logit(logits, targets) - class_logit(logits, labels)
+                                   : cw_margin(logits, targets);
   };
   auto [f, gradient] = loss_and_gradient(model, x, objective);
   return {f, gradient.contiguous().reshape({x.size(0), -1})};
@@ -144,8 +143,7 @@ FABRun fab_run(M& model, const torch::Tensor& x0, const torch::Tensor& labels, c
   auto adversarial = x0.clone();
   auto distance = torch::full({batch}, 1e10, x0.options());
   const auto succeeded = [&](const torch::Tensor& logits) {
-    const auto predicted = logits.argmax(1);
-    return mode == FABMode::Chosen ? predicted.eq(targets) : predicted.ne(labels);
+    return mode == FABMode::Chosen ? is_adversarial(logits, Targeted{targets}) : is_adversarial(logits, labels);
   };
 
   for (int64_t step = 0; step < o.steps(); ++step) {
@@ -164,12 +162,12 @@ FABRun fab_run(M& model, const torch::Tensor& x0, const torch::Tensor& labels, c
     const auto alpha = per_sample((a1 / (a1 + a2)).clamp(0.0, o.alpha_max()), x0);
     x1 = ((x1 + o.eta() * d1) * (1 - alpha) + (x0 + d2 * o.eta()) * alpha).clamp(lo, hi);
 
-    const auto is_adversarial = succeeded(forward(model, model_layout(x1)));
+    const auto fooled = succeeded(forward(model, model_layout(x1)));
     const auto now = row_norm(o.norm(), (x1 - x0).reshape({batch, -1}));
-    const auto closer = is_adversarial.logical_and(now < distance);
+    const auto closer = fooled.logical_and(now < distance);
     adversarial = torch::where(per_sample(closer, x0), x1, adversarial);
     distance = torch::where(closer, now, distance);
-    x1 = torch::where(per_sample(is_adversarial, x0), x0 + (x1 - x0) * o.beta(), x1);
+    x1 = torch::where(per_sample(fooled, x0), x0 + (x1 - x0) * o.beta(), x1);
   }
   return {adversarial, distance};
 }
@@ -180,7 +178,7 @@ class FAB {
  public:
   explicit FAB(FABOptions options) : options_(options) {
     constexpr std::string_view name = "ardent::attacks::FAB";
-    detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max(), options_.norm());
     check_non_negative(name, "steps", static_cast<double>(options_.steps()));
     if (options_.restarts() < 1) {
       fail_argument(name, "restarts", fmt::format("is {}, expected at least 1", options_.restarts()));
@@ -198,6 +196,8 @@ class FAB {
   }
 
   const FABOptions& options() const { return options_; }
+  /// The target classes FAB-T tries (when targeted), 0 otherwise.
+  int64_t target_class_count() const { return options_.targeted() ? options_.target_classes() : 0; }
 
   /// `goal`: labels (FAB-T with targeted(true), untargeted FAB with targeted(false)) or
   /// ardent::Targeted{targets} (the closest point classified as t, whatever targeted() says).
@@ -207,9 +207,9 @@ class FAB {
     constexpr bool chosen = std::same_as<G, Targeted>;
     constexpr std::string_view name = "ardent::attacks::FAB";
     const auto& o = options_;
-    detail::check_call(name, model, x, goal, o.clip_min(), o.clip_max());
-    detail::AttackScope scope(model, o.eval_mode());
-    const auto clean = detail::attack_copy(x);
+    check_call(name, model, x, goal, o.clip_min(), o.clip_max());
+    AttackScope scope(model, o.eval_mode());
+    const auto clean = attack_copy(x);
     torch::Tensor classes;
     if constexpr (chosen) {
       classes = goal.targets.clone();
@@ -219,7 +219,7 @@ class FAB {
     torch::Tensor clean_logits;
     {
       torch::NoGradGuard no_grad;
-      clean_logits = forward(model, detail::model_layout(clean));
+      clean_logits = forward(model, model_layout(clean));
     }
     check_labels(name, chosen ? "targets" : "labels", classes, clean.size(0), clean_logits.size(1));
     if (o.epsilon() == 0.0) return clean;

@@ -30,7 +30,7 @@ class FGSM {
  public:
   explicit FGSM(FGSMOptions options) : options_(options) {
     constexpr std::string_view name = "ardent::attacks::FGSM";
-    detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
     check_non_negative(name, "step_size", options_.step_size());
   }
 
@@ -45,7 +45,7 @@ class FGSM {
   torch::Tensor start(const torch::Tensor& x) const {
     const auto& o = options_;
     if (!o.random_start()) return x.detach();
-    return detail::random_start(Norm::Linf, x.detach(), o.epsilon(), o.clip_min(), o.clip_max());
+    return random_start(Norm::Linf, x.detach(), o.epsilon(), o.clip_min(), o.clip_max());
   }
 
   /// One step from `from` (projected onto the ball around x and the box first): the warm-start entry
@@ -53,12 +53,12 @@ class FGSM {
   template <Model M, AttackGoal G>
   torch::Tensor perturb_from(M& model, const torch::Tensor& x, const torch::Tensor& from, const G& goal) const {
     const auto& o = options_;
-    detail::check_call("ardent::attacks::FGSM", model, x, goal, o.clip_min(), o.clip_max());
-    detail::AttackScope scope(model, o.eval_mode());
-    const auto clean = detail::attack_copy(x);
-    const auto origin = detail::project_linf(from.detach(), clean, o.epsilon(), o.clip_min(), o.clip_max());
-    const auto gradient = detail::loss_and_gradient(model, origin, detail::to_objective(goal)).gradient;
-    return detail::project_linf(origin + o.step_size() * gradient.sign(), clean, o.epsilon(), o.clip_min(),
+    check_call("ardent::attacks::FGSM", model, x, goal, o.clip_min(), o.clip_max());
+    AttackScope scope(model, o.eval_mode());
+    const auto clean = attack_copy(x);
+    const auto origin = project_linf(from.detach(), clean, o.epsilon(), o.clip_min(), o.clip_max());
+    const auto gradient = loss_and_gradient(model, origin, to_objective(goal)).gradient;
+    return project_linf(origin + o.step_size() * gradient.sign(), clean, o.epsilon(), o.clip_min(),
                                 o.clip_max())
         .detach();
   }

@@ -28,9 +28,14 @@
 //                      (torch::autograd::grad, never backward(): no parameter's .grad() changes);
 //                      with check = true it also checks the model's output and the labels' range
 //   project, random_start, ascent_direction   the threat model's geometry (Linf and L2)
+//   cw_margin, is_adversarial, class_logit, max_other_logit
+//                      the Carlini-Wagner margin z_y - max_{i != y} z_i (and its targeted form) and
+//                      whether a goal is reached (ardent/core/margin.hpp, in namespace ardent, so
+//                      that core's objectives share the one definition)
 
 #include "ardent/core/attack.hpp"
 #include "ardent/core/check.hpp"
+#include "ardent/core/margin.hpp"
 #include "ardent/core/memory.hpp"
 #include "ardent/core/mode_guard.hpp"
 #include "ardent/core/model.hpp"
@@ -86,10 +91,19 @@ class AttackScope {
   FrozenParameters frozen_;
 };
 
-/// Checks the options every attack shares: epsilon >= 0 and a box clip_min < clip_max.
-inline void check_common_options(std::string_view attack, double epsilon, double clip_min, double clip_max) {
+/// Checks the options every attack shares: epsilon >= 0, a box clip_min < clip_max, and for Linf
+/// an epsilon no wider than the box. A larger Linf ball covers the whole box (any input is in
+/// reach): almost always a budget written in pixel levels (8) for a box of fractions (8/255).
+inline void check_common_options(std::string_view attack, double epsilon, double clip_min, double clip_max,
+                                 Norm norm = Norm::Linf) {
   check_non_negative(attack, "epsilon", epsilon);
   check_box(attack, clip_min, clip_max);
+  if (norm == Norm::Linf && epsilon > clip_max - clip_min) {
+    fail_argument(attack, "epsilon",
+                  fmt::format("is {}, wider than the pixel box [{}, {}]: the Linf ball would cover every input. "
+                              "Budgets are in the box's units: for a box of [0, 1], did you mean {}/255 = {:.4g}?",
+                              epsilon, clip_min, clip_max, epsilon, epsilon / 255.0));
+  }
 }
 
 /// Checks the call once: the input batch (see check_input_batch), the model's device and dtype,

@@ -23,7 +23,7 @@ class MIFGSM {
  public:
   explicit MIFGSM(MIFGSMOptions options) : options_(options) {
     constexpr std::string_view name = "ardent::attacks::MIFGSM";
-    detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
     check_non_negative(name, "step_size", options_.step_size());
     check_non_negative(name, "steps", static_cast<double>(options_.steps()));
     check_non_negative(name, "decay", options_.decay());
@@ -34,18 +34,17 @@ class MIFGSM {
   template <Model M, AttackGoal G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
     const auto& o = options_;
-    detail::check_call("ardent::attacks::MIFGSM", model, x, goal, o.clip_min(), o.clip_max());
-    detail::AttackScope scope(model, o.eval_mode());
-    const auto objective = detail::to_objective(goal);
-    const auto clean = detail::attack_copy(x);
+    check_call("ardent::attacks::MIFGSM", model, x, goal, o.clip_min(), o.clip_max());
+    AttackScope scope(model, o.eval_mode());
+    const auto objective = to_objective(goal);
+    const auto clean = attack_copy(x);
     auto x_adv = clean.clone();
     auto momentum = torch::zeros_like(clean);
     for (int64_t step = 0; step < o.steps(); ++step) {
-      const auto gradient = detail::loss_and_gradient(model, x_adv, objective).gradient;
-      const auto mean_abs = detail::per_sample(gradient.abs().flatten(1).mean(1), gradient).clamp_min(1e-12);
+      const auto gradient = loss_and_gradient(model, x_adv, objective).gradient;
+      const auto mean_abs = per_sample(gradient.abs().flatten(1).mean(1), gradient).clamp_min(1e-12);
       momentum = o.decay() * momentum + gradient / mean_abs;
-      x_adv = detail::project_linf(x_adv + o.step_size() * momentum.sign(), clean, o.epsilon(), o.clip_min(),
-                                   o.clip_max());
+      x_adv = project_linf(x_adv + o.step_size() * momentum.sign(), clean, o.epsilon(), o.clip_min(), o.clip_max());
     }
     return x_adv.detach();
   }

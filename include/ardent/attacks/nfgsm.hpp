@@ -32,7 +32,7 @@ class NFGSM {
  public:
   explicit NFGSM(NFGSMOptions options) : options_(options) {
     constexpr std::string_view name = "ardent::attacks::NFGSM";
-    detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
     check_non_negative(name, "noise", options_.noise());
     check_non_negative(name, "step_size", options_.step_size());
   }
@@ -60,13 +60,13 @@ class NFGSM {
   template <Model M, AttackGoal G>
   torch::Tensor perturb_from(M& model, const torch::Tensor& x, const torch::Tensor& from, const G& goal) const {
     const auto& o = options_;
-    detail::check_call("ardent::attacks::NFGSM", model, x, goal, o.clip_min(), o.clip_max());
-    detail::AttackScope scope(model, o.eval_mode());
-    const auto clean = detail::attack_copy(x);
-    const auto origin = detail::project_linf(from.detach(), clean, o.noise(), o.clip_min(), o.clip_max());
-    const auto gradient = detail::loss_and_gradient(model, origin, detail::to_objective(goal)).gradient;
+    check_call("ardent::attacks::NFGSM", model, x, goal, o.clip_min(), o.clip_max());
+    AttackScope scope(model, o.eval_mode());
+    const auto clean = attack_copy(x);
+    const auto origin = project_linf(from.detach(), clean, o.noise(), o.clip_min(), o.clip_max());
+    const auto gradient = loss_and_gradient(model, origin, to_objective(goal)).gradient;
     auto x_adv = origin + o.step_size() * gradient.sign();
-    if (o.project()) return detail::project_linf(x_adv, clean, o.epsilon(), o.clip_min(), o.clip_max()).detach();
+    if (o.project()) return project_linf(x_adv, clean, o.epsilon(), o.clip_min(), o.clip_max()).detach();
     return x_adv.clamp(o.clip_min(), o.clip_max()).detach();
   }
 

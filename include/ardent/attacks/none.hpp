@@ -24,7 +24,7 @@ class None {
   /// A detached copy of x.
   template <Model M, AttackGoal G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
-    detail::check_call("ardent::attacks::None", model, x, goal, options_.clip_min(), options_.clip_max());
+    check_call("ardent::attacks::None", model, x, goal, options_.clip_min(), options_.clip_max());
     return x.detach().clone();
   }
 

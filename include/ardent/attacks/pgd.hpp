@@ -44,7 +44,7 @@ class PGD {
  public:
   explicit PGD(PGDOptions options) : options_(options) {
     constexpr std::string_view name = "ardent::attacks::PGD";
-    detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
     check_non_negative(name, "step_size", options_.step_size());
     if (options_.steps() < 1) {
       fail_argument(name, "steps",
@@ -77,10 +77,10 @@ class PGD {
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
     const auto& o = options_;
     if (o.restarts() == 1) return perturb_from(model, x, start(x), goal);
-    detail::check_call("ardent::attacks::PGD", model, x, goal, o.clip_min(), o.clip_max());
-    detail::AttackScope scope(model, o.eval_mode());
-    const auto objective = detail::to_objective(goal);
-    const auto clean = detail::attack_copy(x);
+    check_call("ardent::attacks::PGD", model, x, goal, o.clip_min(), o.clip_max());
+    AttackScope scope(model, o.eval_mode());
+    const auto objective = to_objective(goal);
+    const auto clean = attack_copy(x);
     detail::BestPerSample best;
     for (int64_t run = 0; run < o.restarts(); ++run) {
       auto x_adv = detail::projected_ascent(model, clean, start(clean), objective, ascent_settings());
@@ -94,9 +94,9 @@ class PGD {
   torch::Tensor start(const torch::Tensor& x) const {
     const auto& o = options_;
     const auto clean = x.detach();
-    if (o.random_start()) return detail::random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max());
+    if (o.random_start()) return random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max());
     if (o.start_noise() > 0) {
-      return detail::project(o.norm(), clean + o.start_noise() * torch::randn_like(clean), clean, o.epsilon(),
+      return project(o.norm(), clean + o.start_noise() * torch::randn_like(clean), clean, o.epsilon(),
                              o.clip_min(), o.clip_max());
     }
     return clean.clone();
@@ -107,13 +107,13 @@ class PGD {
   template <Model M, AttackGoal G>
   torch::Tensor perturb_from(M& model, const torch::Tensor& x, const torch::Tensor& from, const G& goal) const {
     const auto& o = options_;
-    detail::check_call("ardent::attacks::PGD", model, x, goal, o.clip_min(), o.clip_max());
+    check_call("ardent::attacks::PGD", model, x, goal, o.clip_min(), o.clip_max());
     TORCH_CHECK(from.sizes() == x.sizes(), "ardent::attacks::PGD::perturb_from: argument 'from' has shape ",
                 shape_string(from), ", expected the shape of x ", shape_string(x));
-    detail::AttackScope scope(model, o.eval_mode());
-    const auto clean = detail::attack_copy(x);
-    auto first = detail::project(o.norm(), from.detach(), clean, o.epsilon(), o.clip_min(), o.clip_max());
-    return detail::projected_ascent(model, clean, std::move(first), detail::to_objective(goal), ascent_settings())
+    AttackScope scope(model, o.eval_mode());
+    const auto clean = attack_copy(x);
+    auto first = project(o.norm(), from.detach(), clean, o.epsilon(), o.clip_min(), o.clip_max());
+    return detail::projected_ascent(model, clean, std::move(first), to_objective(goal), ascent_settings())
         .detach();
   }
 

@@ -147,14 +147,12 @@ struct SquareStep {
 inline std::pair<torch::Tensor, torch::Tensor> square_margin_and_loss(const torch::Tensor& logits,
                                                                       const torch::Tensor& classes, bool targeted,
                                                                       SquareLoss loss) {
-  const auto own = objectives::detail::true_logit(logits, classes);
-  const auto other = objectives::detail::max_other_logit(logits, classes);
   const auto ce = [&] {
     return torch::nn::functional::cross_entropy(
         logits, classes, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
   };
-  if (targeted) return {other - own, ce()};
-  auto margin = own - other;
+  if (targeted) return {cw_margin(logits, Targeted{classes}), ce()};
+  auto margin = cw_margin(logits, classes);
   if (loss == SquareLoss::CE) return {margin, -ce()};
   return {margin, margin.clone()};
 }
@@ -283,9 +281,14 @@ torch::Tensor square_run(M& model, const torch::Tensor& x, const torch::Tensor& 
 
 class Square {
  public:
+  /// Capabilities ardent::evaluate reads from the type (core/attack.hpp): it queries the model's
+  /// outputs only, and searches at random.
+  static constexpr bool gradient_free = true;
+  static constexpr bool randomised = true;
+
   explicit Square(SquareOptions options) : options_(options) {
     constexpr std::string_view name = "ardent::attacks::Square";
-    detail::check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max(), options_.norm());
     check_non_negative(name, "queries", static_cast<double>(options_.queries()));
     if (!(options_.p_init() > 0.0 && options_.p_init() <= 1.0)) {
       fail_argument(name, "p_init", fmt::format("is {}, expected a value in (0, 1]", options_.p_init()));
@@ -309,7 +312,7 @@ class Square {
     constexpr bool targeted = std::same_as<G, Targeted>;
     constexpr std::string_view name = "ardent::attacks::Square";
     const auto& o = options_;
-    detail::check_call(name, model, x, goal, o.clip_min(), o.clip_max());
+    check_call(name, model, x, goal, o.clip_min(), o.clip_max());
     if (x.dim() != 4) {
       fail_argument(name, "x", fmt::format("has shape [{}], expected images [B, C, H, W]", fmt::join(x.sizes(), ", ")));
     }
@@ -319,21 +322,21 @@ class Square {
                                 "image with squares of side height / 5)",
                                 x.size(2)));
     }
-    detail::AttackScope scope(model, o.eval_mode());
+    AttackScope scope(model, o.eval_mode());
     torch::NoGradGuard no_grad;
-    const auto clean = detail::attack_copy(x);
+    const auto clean = attack_copy(x);
     torch::Tensor classes;
     if constexpr (targeted) {
       classes = goal.targets.clone();
     } else {
       classes = goal.clone();
     }
-    const auto clean_logits = forward(model, detail::model_layout(clean));
+    const auto clean_logits = forward(model, model_layout(clean));
     check_labels(name, targeted ? "targets" : "labels", classes, clean.size(0), clean_logits.size(1));
     if (o.epsilon() == 0.0) return clean;
 
     const auto succeeded = [&](const torch::Tensor& logits, const torch::Tensor& wanted) {
-      return targeted ? logits.argmax(1).eq(wanted) : logits.argmax(1).ne(wanted);
+      return targeted ? is_adversarial(logits, Targeted{wanted}) : is_adversarial(logits, wanted);
     };
     auto robust = succeeded(clean_logits, classes).logical_not();
     auto result = clean.clone();
@@ -343,7 +346,7 @@ class Square {
       if (index.numel() == 0) break;
       const auto wanted = classes.index_select(0, index);
       const auto x_run = detail::square_run(model, clean.index_select(0, index), wanted, targeted, o, random, observe);
-      const auto fooled = succeeded(forward(model, detail::model_layout(x_run)), wanted);
+      const auto fooled = succeeded(forward(model, model_layout(x_run)), wanted);
       const auto fooled_index = index.masked_select(fooled);
       result.index_copy_(0, fooled_index, x_run.index_select(0, fooled.nonzero().squeeze(1)));
       robust.index_fill_(0, fooled_index, false);

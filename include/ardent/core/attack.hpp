@@ -13,6 +13,9 @@
 #include "ardent/core/objectives.hpp"
 
 #include <concepts>
+#include <cstdint>
+#include <optional>
+#include <utility>
 
 namespace ardent {
 
@@ -44,5 +47,75 @@ template <typename A, typename M = torch::jit::Module>
 concept TargetedAttack = Attack<A, M> && requires(A& attack, M& model, const torch::Tensor& x, const Targeted& t) {
   { attack.perturb(model, x, t) } -> std::same_as<torch::Tensor>;
 };
+
+/// Has a pixel box: `attack.options().clip_min()` and `clip_max()` (every built-in).
+template <typename A>
+concept HasPixelBox = requires(const A& attack) {
+  { attack.options().clip_min() } -> std::convertible_to<double>;
+  { attack.options().clip_max() } -> std::convertible_to<double>;
+};
+
+/// Declares `static constexpr bool gradient_free = true`: it never reads a gradient (Square), so
+/// it can break points where gradients mislead (gradient masking).
+template <typename A>
+concept GradientFreeAttack = requires {
+  { A::gradient_free } -> std::convertible_to<bool>;
+}
+&&static_cast<bool>(A::gradient_free);
+
+/// Declares `static constexpr bool randomised = true`: its result depends on random draws beyond
+/// the caller's seed (random search), so two runs may differ.
+template <typename A>
+concept RandomisedAttack = requires {
+  { A::randomised } -> std::convertible_to<bool>;
+}
+&&static_cast<bool>(A::randomised);
+
+/// Tries target classes of its own choosing: `attack.target_class_count()` returns how many
+/// (0 when its options make it untargeted), as APGD-T and FAB-T do.
+template <typename A>
+concept TriesTargetClasses = requires(const A& attack) {
+  { attack.target_class_count() } -> std::convertible_to<int64_t>;
+};
+
+/// Needs a least number of classes: `attack.classes_needed()` (APGD's DLR needs 3).
+template <typename A>
+concept NeedsClasses = requires(const A& attack) {
+  { attack.classes_needed() } -> std::convertible_to<int64_t>;
+};
+
+/// What an evaluation needs to know of an attack, read from its type by the concepts above
+/// (never from its report): ardent::evaluate checks inputs against the pixel box, runs the
+/// gradient-masking diagnosis over the gradient-free attacks and checks the class count.
+struct AttackCapabilities {
+  bool gradient_free = false;
+  bool randomised = false;
+  /// Target classes the attack tries (0: untargeted).
+  int64_t target_classes = 0;
+  /// Least class count the attack's loss needs (0: any).
+  int64_t classes_needed = 0;
+  /// [clip_min, clip_max], when the attack has one.
+  std::optional<std::pair<double, double>> pixel_box;
+};
+
+/// The capabilities of `attack`: its own `capabilities()` where it has one (a type-erased
+/// attack), else what the concepts detect.
+template <typename A>
+AttackCapabilities capabilities_of(const A& attack) {
+  if constexpr (requires {
+                  { attack.capabilities() } -> std::convertible_to<AttackCapabilities>;
+                }) {
+    return attack.capabilities();
+  } else {
+    AttackCapabilities c;
+    c.gradient_free = GradientFreeAttack<A>;
+    c.randomised = RandomisedAttack<A>;
+    if constexpr (TriesTargetClasses<A>) c.target_classes = attack.target_class_count();
+    if constexpr (NeedsClasses<A>) c.classes_needed = attack.classes_needed();
+    if constexpr (HasPixelBox<A>)
+      c.pixel_box = std::pair<double, double>(attack.options().clip_min(), attack.options().clip_max());
+    return c;
+  }
+}
 
 }  // namespace ardent

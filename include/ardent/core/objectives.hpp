@@ -6,6 +6,7 @@
 //   TargetedCrossEntropy{t}   -CE(z, t)                                  (move toward class t)
 //   KLDivergence{r, T}        sum_c p_r,c (log p_r,c - log p_z,c), p = softmax(./T)  (TRADES, RSLAD)
 //   CWMargin{y, kappa}        min(max_{i != y} z_i - z_y, kappa)         (Carlini and Wagner 2017)
+//   TargetedCWMargin{t, kappa} min(z_t - max_{i != t} z_i, kappa)        (its targeted form)
 //   DLR{y}                    -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)  (Croce and Hein 2020)
 //
 // objective(logits) checks its arguments (logits [B, C], labels in [0, C)); the built-ins also have
@@ -14,6 +15,7 @@
 
 #include "ardent/core/check.hpp"
 #include "ardent/core/divergence.hpp"
+#include "ardent/core/margin.hpp"
 
 #include <concepts>
 #include <limits>
@@ -25,25 +27,9 @@ template <typename O>
 concept Objective = std::invocable<const O&, const torch::Tensor&> &&
     std::convertible_to<std::invoke_result_t<const O&, const torch::Tensor&>, torch::Tensor>;
 
-/// Marks labels as targets: `attack.perturb(model, x, ardent::Targeted{targets})`.
-struct Targeted {
-  torch::Tensor targets;
-};
-
 namespace objectives {
 
 namespace detail {
-/// The largest logit among the classes other than `labels`. The true class is masked with -inf,
-/// not multiplied by zero, which would be wrong when every logit is negative.
-inline torch::Tensor max_other_logit(const torch::Tensor& logits, const torch::Tensor& labels) {
-  const auto true_class = torch::one_hot(labels, logits.size(1)).to(torch::kBool);
-  return logits.masked_fill(true_class, -std::numeric_limits<double>::infinity()).amax(1);
-}
-
-inline torch::Tensor true_logit(const torch::Tensor& logits, const torch::Tensor& labels) {
-  return logits.gather(1, labels.unsqueeze(1)).squeeze(1);
-}
-
 inline void check(std::string_view objective, const torch::Tensor& logits, const torch::Tensor& labels,
                   std::string_view name = "labels") {
   check_logits(objective, "logits", logits);
@@ -105,9 +91,20 @@ struct CWMargin {
     check_non_negative("ardent::objectives::CWMargin", "kappa", kappa);
     return unchecked(logits);
   }
+  torch::Tensor unchecked(const torch::Tensor& logits) const { return (-cw_margin(logits, labels)).clamp_max(kappa); }
+};
+
+struct TargetedCWMargin {
+  torch::Tensor targets;
+  double kappa = 0.0;
+
+  torch::Tensor operator()(const torch::Tensor& logits) const {
+    detail::check("ardent::objectives::TargetedCWMargin", logits, targets, "targets");
+    check_non_negative("ardent::objectives::TargetedCWMargin", "kappa", kappa);
+    return unchecked(logits);
+  }
   torch::Tensor unchecked(const torch::Tensor& logits) const {
-    const auto margin = detail::max_other_logit(logits, labels) - detail::true_logit(logits, labels);
-    return margin.clamp_max(kappa);
+    return (-cw_margin(logits, Targeted{targets})).clamp_max(kappa);
   }
 };
 
@@ -123,9 +120,16 @@ struct DLR {
   torch::Tensor unchecked(const torch::Tensor& logits) const {
     const auto sorted = std::get<0>(logits.sort(/*dim=*/1, /*descending=*/true));
     const auto scale = sorted.select(1, 0) - sorted.select(1, 2) + 1e-12;
-    return -(detail::true_logit(logits, labels) - detail::max_other_logit(logits, labels)) / scale;
+    return -cw_margin(logits, labels) / scale;
   }
 };
+
+static_assert(Objective<CrossEntropy>);
+static_assert(Objective<TargetedCrossEntropy>);
+static_assert(Objective<KLDivergence>);
+static_assert(Objective<CWMargin>);
+static_assert(Objective<TargetedCWMargin>);
+static_assert(Objective<DLR>);
 
 /// objective.unchecked(logits) where the objective has it, else objective(logits): for an
 /// attack's steps after the first, whose call has checked the arguments.

@@ -28,8 +28,10 @@ struct TargetedDLR {
   torch::Tensor unchecked(const torch::Tensor& logits) const {
     const auto sorted = std::get<0>(logits.sort(/*dim=*/1, /*descending=*/true));
     const auto scale = sorted.select(1, 0) - (sorted.select(1, 2) + sorted.select(1, 3)) / 2 + 1e-12;
-    return -(detail::true_logit(logits, labels) - detail::true_logit(logits, targets)) / scale;
+    return -(class_logit(logits, labels) - class_logit(logits, targets)) / scale;
   }
 };
+
+static_assert(Objective<TargetedDLR>);
 
 }  // namespace ardent::objectives

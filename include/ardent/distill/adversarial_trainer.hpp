@@ -1,49 +1,38 @@
 #pragma once
 // Adversarial training of a (teacher) model, the baselines of the ARD paper:
 //
-//   Madry et al., ICLR 2018:  min E[ CE(f(x'), y) ],  x' = argmax_{B(x, eps)} CE(f(x'), y)
-//   TRADES (Zhang et al., ICML 2019):
-//                             min E[ CE(f(x), y) + beta * KL(f(x) || f(x')) ],
-//                             x' = argmax_{B(x, eps)} KL(f(x) || f(x')), started at x + 0.001 N(0, 1)
+//   AdversarialTrainer<Model, Attack, Method> trainer(model, attack, method);
+//   StepResult r = trainer.step(x, y, optimizer);
 //
-// (for TRADES, build the attack with PGDOptions(eps).random_start(false).start_noise(0.001), as
-// make_trades_trainer does). The attack runs with the model in eval mode, the loss in train mode.
+// The method is a policy type (ardent/distill/training_methods.hpp: Madry, the default, and
+// TRADES), so MadryTrainer<M> and TradesTrainer<M> are distinct types and a method the attack
+// cannot serve (TRADES with a labels-only attack such as CW) fails to compile. The attack runs
+// with the model in eval mode, the loss in train mode.
 
 #include "ardent/core/attack.hpp"
-#include "ardent/core/divergence.hpp"
 #include "ardent/core/mode_guard.hpp"
 #include "ardent/distill/fit.hpp"
 #include "ardent/distill/options.hpp"
+#include "ardent/distill/training_methods.hpp"
 
 namespace ardent {
 
-enum class AdversarialTraining { Madry, TRADES };
-
-struct AdversarialTrainerOptions {
-  TORCH_ARG(AdversarialTraining, method) = AdversarialTraining::Madry;
-  /// TRADES' trade-off between accuracy and robustness.
-  TORCH_ARG(double, beta) = 6.0;
-};
-
-namespace recipes {
-inline AdversarialTrainerOptions madry() { return AdversarialTrainerOptions().method(AdversarialTraining::Madry); }
-inline AdversarialTrainerOptions trades(double beta = 6.0) {
-  check_non_negative("ardent::recipes::trades", "beta", beta);
-  return AdversarialTrainerOptions().method(AdversarialTraining::TRADES).beta(beta);
-}
-}  // namespace recipes
-
-template <Model M, typename AttackPolicy>
+template <Model M, typename AttackPolicy, typename Method = training_methods::Madry>
 class AdversarialTrainer {
   static_assert(Attack<AttackPolicy, M>,
                 "ardent::AdversarialTrainer: the attack policy is not an ardent::Attack for this model: it needs a "
                 "member perturb(model, x, labels) returning torch::Tensor");
+  static_assert(TrainingMethodFor<Method, AttackPolicy, M>,
+                "ardent::AdversarialTrainer: the attack cannot serve the training method: training_methods::TRADES "
+                "(recipes::trades) needs an attack with a member perturb(model, x, objective) (PGD, APGD, FGSM, BIM, "
+                "MIFGSM), not one that takes labels only (CW, CWLinf, FAB, Square); a user's method needs a member "
+                "loss(attack, model, x, labels, result) returning torch::Tensor (see docs/distiller.md)");
 
  public:
-  AdversarialTrainer(M model, AttackPolicy attack, AdversarialTrainerOptions options = recipes::madry())
-      : model_(std::move(model)), attack_(std::move(attack)), options_(options) {
-    check_non_negative("ardent::AdversarialTrainer", "beta", options_.beta());
-  }
+  using TrainingMethod = Method;
+
+  AdversarialTrainer(M model, AttackPolicy attack, Method method = {})
+      : model_(std::move(model)), attack_(std::move(attack)), method_(std::move(method)) {}
 
   /// The step for a batch whose examples have the data-set indices `indices` (int64 [B]): an attack
   /// that keeps per-example state (attacks::WarmStart) is told them first. ardent::fit calls this
@@ -60,10 +49,7 @@ class AdversarialTrainer {
     constexpr std::string_view name = "ardent::AdversarialTrainer::step";
     double clip_min = -std::numeric_limits<double>::infinity();
     double clip_max = std::numeric_limits<double>::infinity();
-    if constexpr (requires {
-                    attack_.options().clip_min();
-                    attack_.options().clip_max();
-                  }) {
+    if constexpr (HasPixelBox<AttackPolicy>) {
       clip_min = attack_.options().clip_min();
       clip_max = attack_.options().clip_max();
     }
@@ -74,33 +60,7 @@ class AdversarialTrainer {
     const CheckedInput checked(x, clip_min, clip_max);
     StepResult result;
     result.batch_size = x.size(0);
-    torch::Tensor loss;
-    if (options_.method() == AdversarialTraining::Madry) {
-      const auto x_adv = attack_.perturb(model_, x, y);
-      loss = torch::nn::functional::cross_entropy(forward(model_, x_adv), y);
-      result.cross_entropy = loss.template item<double>();
-    } else {
-      torch::Tensor clean_logits;
-      {
-        torch::NoGradGuard no_grad;
-        const ModeGuard eval(model_);
-        clean_logits = forward(model_, x);
-      }
-      torch::Tensor x_adv;
-      if constexpr (requires { attack_.perturb(model_, x, objectives::KLDivergence{clean_logits}); }) {
-        x_adv = attack_.perturb(model_, x, objectives::KLDivergence{clean_logits});
-      } else {
-        fail_argument("ardent::AdversarialTrainer", "attack",
-                      "accepts labels only, expected an attack that maximises an objective, which TRADES needs");
-      }
-      const auto logits = forward(model_, x);
-      const auto ce = torch::nn::functional::cross_entropy(logits, y);
-      const auto kl =
-          kl_divergence(torch::log_softmax(logits, 1), torch::log_softmax(forward(model_, x_adv), 1)).mean();
-      loss = ce + options_.beta() * kl;
-      result.cross_entropy = ce.template item<double>();
-      result.adversarial_distill = options_.beta() * kl.template item<double>();
-    }
+    const torch::Tensor loss = method_.loss(attack_, model_, x, y, result);
     result.loss = loss.template item<double>();
     if (!std::isfinite(result.loss)) {
       TORCH_CHECK(false, fmt::format("{}: the loss is {}, expected a finite value; the model's parameters are left "
@@ -122,7 +82,7 @@ class AdversarialTrainer {
   void train(bool on = true) { train_module(model_, on); }
   void eval() { train(false); }
   M& model() { return model_; }
-  const AdversarialTrainerOptions& options() const { return options_; }
+  const Method& method() const { return method_; }
 
  private:
   /// The class count, from one forward pass on the first sample of the first batch: the model
@@ -146,7 +106,7 @@ class AdversarialTrainer {
 
   M model_;
   AttackPolicy attack_;
-  AdversarialTrainerOptions options_;
+  Method method_;
   int64_t num_classes_ = 0;
 };
 

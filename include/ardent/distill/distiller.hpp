@@ -8,7 +8,9 @@
 // Every policy after the models has ARD's default (attacks::PGD, losses::KL, targets::Logits,
 // attack_objectives::StudentCrossEntropy), as ensmallen's SGD<UpdatePolicy = VanillaUpdate>, and
 // `Distiller<Teacher, Student> d(teacher, student)` is ARD with the paper's settings: PGD-10 of
-// 2/255 within 8/255 against the labels, KL at T = 30, alpha 1 (the same as make_ard).
+// 2/255 within 8/255 against the labels (CIFAR-10's budget), KL at T = 30, alpha 1 (the same as
+// make_ard); `Distiller<Teacher, Student> d(teacher, student, attacks::PGDOptions(0.1))` is the
+// same with another budget (Fashion-MNIST's 0.1, say).
 //
 // The step (see ardent/distill/options.hpp for the formula) runs the attack on the student, the
 // teacher without gradients and in eval mode (it is never changed, BatchNorm statistics included),
@@ -39,12 +41,6 @@ namespace detail {
 template <typename A>
 concept HasEvalModeOption = requires(const A& attack) {
   { attack.options().eval_mode() } -> std::convertible_to<bool>;
-};
-
-template <typename A>
-concept HasPixelBox = requires(const A& attack) {
-  { attack.options().clip_min() } -> std::convertible_to<double>;
-  { attack.options().clip_max() } -> std::convertible_to<double>;
 };
 
 template <typename T>
@@ -92,6 +88,16 @@ class Distiller {
       : Distiller(std::move(teacher), std::move(student), attacks::PGD(paper_pgd()),
                   losses::KL(losses::KLOptions().temperature(30.0)), targets::Logits{}, Recipe<ObjectivePolicy>()) {}
 
+  /// ARD with the paper's loss (KL at T = 30, alpha 1) and the attack budget `attack` (PGD against
+  /// the labels): `Distiller<T, S> d(teacher, student, attacks::PGDOptions(0.1).step_size(0.025))`.
+  /// The budget belongs to the data set and the teacher: use the one the teacher was trained at.
+  Distiller(Teacher teacher, Student student,
+            attacks::PGDOptions attack) requires std::same_as<AttackPolicy, attacks::PGD> &&
+      std::same_as<LossPolicy, losses::KL> && std::same_as<TargetPolicy, targets::Logits> &&
+      std::same_as<ObjectivePolicy, attack_objectives::StudentCrossEntropy>
+      : Distiller(std::move(teacher), std::move(student), attacks::PGD(attack),
+                  losses::KL(losses::KLOptions().temperature(30.0)), targets::Logits{}, Recipe<ObjectivePolicy>()) {}
+
   /// The recipe's attack objective is the Distiller's (a recipe written for another one does not
   /// compile; with class template argument deduction the recipe sets it).
   Distiller(Teacher teacher, Student student, AttackPolicy attack, LossPolicy loss, TargetPolicy target,
@@ -109,6 +115,7 @@ class Distiller {
         target_(std::move(target)),
         options_(options) {
     check_options(options_);
+    check_model_pair();
     if constexpr (detail::HasEvalModeOption<AttackPolicy>) {
       if (options_.attack_mode() == AttackMode::Train && attack_.options().eval_mode()) {
         fail_argument("ardent::Distiller", "attack",
@@ -147,7 +154,7 @@ class Distiller {
     // x is checked here once; the attack sees the same tensor and skips its own check.
     double clip_min = -std::numeric_limits<double>::infinity();
     double clip_max = std::numeric_limits<double>::infinity();
-    if constexpr (detail::HasPixelBox<AttackPolicy>) {
+    if constexpr (HasPixelBox<AttackPolicy>) {
       clip_min = attack_.options().clip_min();
       clip_max = attack_.options().clip_max();
     }
@@ -267,6 +274,27 @@ class Distiller {
   const DistillerOptions& options() const { return options_; }
 
  private:
+  /// Teacher and student on one device with one floating-point dtype: a batch must fit both, and
+  /// LibTorch's own errors would name neither network (a user then converts x to one, then the other).
+  void check_model_pair() {
+    const auto teacher_device = device_of(teacher_);
+    const auto student_device = device_of(student_);
+    if (teacher_device && student_device && *teacher_device != *student_device) {
+      fail_argument("ardent::Distiller", "student",
+                    fmt::format("is on device {}, expected the teacher's device {} (move one: student->to({}))",
+                                student_device->str(), teacher_device->str(), teacher_device->str()));
+    }
+    const auto teacher_dtype = dtype_of(teacher_);
+    const auto student_dtype = dtype_of(student_);
+    if (teacher_dtype && student_dtype && *teacher_dtype != *student_dtype) {
+      fail_argument("ardent::Distiller", "student",
+                    fmt::format("has parameter dtype {}, expected the teacher's dtype {} (convert one: "
+                                "student->to(torch::k{}))",
+                                std::string(c10::toString(*student_dtype)), std::string(c10::toString(*teacher_dtype)),
+                                std::string(c10::toString(*teacher_dtype))));
+    }
+  }
+
   /// x' from the attack, maximising the attack objective, with the student in the recipe's mode.
   torch::Tensor make_adversarial(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& teacher_logits) {
     const ModeGuard student_mode(student_, /*eval=*/options_.attack_mode() == AttackMode::Eval);

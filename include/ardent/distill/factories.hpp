@@ -24,9 +24,9 @@ using AdaAD =
 template <Model Teacher, Model Student>
 using KD = Distiller<Teacher, Student, attacks::None, losses::KL, targets::Logits>;
 template <Model M>
-using MadryTrainer = AdversarialTrainer<M, attacks::PGD>;
+using MadryTrainer = AdversarialTrainer<M, attacks::PGD, training_methods::Madry>;
 template <Model M>
-using TradesTrainer = AdversarialTrainer<M, attacks::PGD>;
+using TradesTrainer = AdversarialTrainer<M, attacks::PGD, training_methods::TRADES>;
 
 /// ARD with the defaults of its code: PGD-10 (random start) against the labels, KL at T = 30
 /// (with the default arguments, the same as `ARD<Teacher, Student> d(teacher, student)`).

@@ -111,7 +111,13 @@ FitSummary fit(Trainer& trainer, Loader& loader, torch::optim::Optimizer& optimi
       ++e.batches;
       if (summary.stopped_early) break;
     }
-    e.mean_loss = e.samples > 0 ? loss_sum / static_cast<double>(e.samples) : 0.0;
+    if (e.batches == 0) {
+      fail_argument("ardent::fit", "loader",
+                    fmt::format("gave no batch in epoch {}, expected at least one (an empty data set, or a loader "
+                                "that drops a last partial batch larger than the data?)",
+                                epoch));
+    }
+    e.mean_loss = loss_sum / static_cast<double>(e.samples);
     summary.epochs.push_back(e);
     if (!summary.stopped_early) ++summary.epochs_completed;
     if (all([&](auto& c) { return detail::epoch_end(c, trainer, epoch, e); })) summary.stopped_early = true;

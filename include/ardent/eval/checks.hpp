@@ -11,7 +11,12 @@
 //   zero_gradients    points whose input gradient of the margin z_y - max_{j != y} z_j is exactly 0
 //   gradient_masking  a gradient-free attack (Square) broke more than 0.2% of the points every
 //                     gradient attack failed on
+//
+// What an attack can do (gradient-free, target classes, classes its loss needs) comes from its
+// type (ardent::AttackCapabilities, core/attack.hpp), never from its report's JSON.
 
+#include "ardent/core/attack.hpp"
+#include "ardent/core/margin.hpp"
 #include "ardent/core/model.hpp"
 #include "ardent/eval/report.hpp"
 
@@ -38,23 +43,6 @@ inline constexpr double kProbabilityTolerance = 1e-4;
 /// Fraction of all points a gradient-free attack must break beyond the gradient attacks (0.2
 /// percentage points, as the reference code's check_square_sr).
 inline constexpr double kMaskingFraction = 0.002;
-
-/// Whether an attack's settings mark it as gradient-free ("gradient_free": true, or Square).
-inline bool gradient_free(const nlohmann::json& settings) {
-  return settings.value("gradient_free", false) || settings.value("attack", "") == "Square";
-}
-
-/// How many target classes an attack's settings say it tries (0: untargeted). APGD records
-/// "n_target_classes" (used when its loss is TargetedDLR), FAB "target_classes" (when targeted).
-inline int64_t target_classes(const nlohmann::json& settings) {
-  if (settings.contains("n_target_classes") && settings.value("loss", "") == "TargetedDLR") {
-    return settings["n_target_classes"].get<int64_t>();
-  }
-  if (settings.contains("target_classes") && settings.value("targeted", true)) {
-    return settings["target_classes"].get<int64_t>();
-  }
-  return 0;
-}
 
 template <Model M>
 std::optional<EvalWarning> randomised(M& model, const torch::Tensor& x) {
@@ -91,25 +79,23 @@ inline std::optional<EvalWarning> probabilities(const torch::Tensor& logits) {
                      "the network without its final softmax (the attacks expect logits)."};
 }
 
-/// `attacks`: (name, settings) of each attack of the list.
+/// `attacks`: (name, capabilities) of each attack of the list.
 inline std::optional<EvalWarning> classes(int64_t num_classes,
-                                          const std::vector<std::pair<std::string, nlohmann::json>>& attacks) {
+                                          const std::vector<std::pair<std::string, AttackCapabilities>>& attacks) {
   std::vector<std::string> problems;
-  for (const auto& [name, settings] : attacks) {
-    const int64_t targets = target_classes(settings);
+  for (const auto& [name, capabilities] : attacks) {
+    const int64_t targets = capabilities.target_classes;
     if (targets > 0 && num_classes < targets + 1) {
       problems.push_back(
           fmt::format("'{}' tries {} target classes, which needs {} classes; it will try only the {} "
                       "there are",
                       name, targets, targets + 1, num_classes - 1));
     }
-    const std::string loss = settings.value("loss", "");
-    const int64_t needed = loss == "DLR" ? 3 : loss == "TargetedDLR" ? 4 : 0;
-    if (num_classes < needed) {
+    if (num_classes < capabilities.classes_needed) {
       problems.push_back(
-          fmt::format("'{}' uses the {} loss, which needs at least {} classes: it cannot run; use "
-                      "APGD-CE, FAB and Square instead",
-                      name, loss, needed));
+          fmt::format("'{}' needs at least {} classes (its loss, e.g. DLR, divides by a gap between "
+                      "ranked logits): it cannot run; use APGD-CE, FAB and Square instead",
+                      name, capabilities.classes_needed));
     }
   }
   if (problems.empty()) return std::nullopt;
@@ -125,9 +111,7 @@ std::optional<EvalWarning> zero_gradients(M& model, const torch::Tensor& x, cons
   torch::AutoGradMode grad_on(true);
   auto input = x.detach().clone().requires_grad_(true);
   const auto logits = forward(model, input);
-  const auto true_class = torch::one_hot(y, logits.size(1)).to(torch::kBool);
-  const auto margin = logits.gather(1, y.unsqueeze(1)).squeeze(1) -
-                      logits.masked_fill(true_class, -std::numeric_limits<double>::infinity()).amax(1);
+  const auto margin = cw_margin(logits, y);
   int64_t zero = x.size(0);
   if (margin.requires_grad()) {
     const auto gradient = torch::autograd::grad({margin.sum()}, {input}, /*grad_outputs=*/{}, /*retain_graph=*/false,

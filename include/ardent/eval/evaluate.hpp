@@ -29,9 +29,11 @@
 #include "ardent/eval/presets.hpp"
 #include "ardent/eval/report.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <initializer_list>
+#include <limits>
 #include <ranges>
 #include <type_traits>
 
@@ -81,53 +83,28 @@ inline torch::Tensor correct(auto& model, const torch::Tensor& x, const torch::T
 
 inline std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
-/// The checks of one batch at the call: x (dtype, shape, finite, inside every attack's box, device
-/// and dtype of the model), y (dtype, shape, range against the model's class count), and that the
-/// model runs on x and returns logits [B, C]. Returns C.
+/// The checks of one batch at the call, with the core checks every entry point uses: x (dtype,
+/// shape, finite, device and dtype of the model, inside the tightest pixel box of the attacks, read
+/// from their types), y (dtype, shape, range against the model's class count), and that the model
+/// runs on x and returns logits [B, C]. Returns C.
 template <Model M>
 int64_t check_batch(M& model, const torch::Tensor& x, const torch::Tensor& y,
-                    const std::vector<std::pair<std::string, nlohmann::json>>& attacks) {
+                    const std::vector<std::pair<std::string, AttackCapabilities>>& attacks) {
   constexpr std::string_view name = "ardent::evaluate";
-  if (!x.defined() || !x.is_floating_point() || x.dim() < 1 || x.size(0) == 0) {
-    fail_argument(
-        name, "x",
-        fmt::format("is {}, expected a non-empty floating-point batch [B, ...]",
-                    x.defined() ? fmt::format("a {} tensor of shape [{}]", std::string(c10::toString(x.scalar_type())),
-                                              fmt::join(x.sizes(), ", "))
-                                : std::string("undefined")));
+  double clip_min = -std::numeric_limits<double>::infinity();
+  double clip_max = std::numeric_limits<double>::infinity();
+  std::string box_of;
+  for (const auto& [attack, capabilities] : attacks) {
+    if (!capabilities.pixel_box) continue;
+    const auto [lo, hi] = *capabilities.pixel_box;
+    if (lo > clip_min || hi < clip_max) box_of = attack;
+    clip_min = std::max(clip_min, lo);
+    clip_max = std::min(clip_max, hi);
   }
-  const auto params = parameters(model);
-  if (!params.empty() && params.front().device() != x.device()) {
-    fail_argument(name, "x",
-                  fmt::format("is on device {}, expected the model's device {}", x.device().str(),
-                              params.front().device().str()));
-  }
-  for (const auto& p : params) {
-    if (p.is_floating_point() && p.scalar_type() != x.scalar_type()) {
-      fail_argument(
-          name, "x",
-          fmt::format("has dtype {}, expected the model's dtype {} (convert with x.to(torch::k{}))",
-                      std::string(c10::toString(x.scalar_type())), std::string(c10::toString(p.scalar_type())),
-                      std::string(c10::toString(p.scalar_type()))));
-    }
-    if (p.is_floating_point()) break;
-  }
+  check_input_batch(box_of.empty() ? std::string(name) : fmt::format("{} (pixel box of attack '{}')", name, box_of),
+                    "x", x, clip_min, clip_max);
+  check_model_input(name, "model", model, x);
   check_labels(name, "y", y, x.size(0));
-  if (!torch::isfinite(x).all().item<bool>()) fail_argument(name, "x", "contains NaN or Inf");
-  const double lo = x.min().item<double>();
-  const double hi = x.max().item<double>();
-  for (const auto& [attack, settings] : attacks) {
-    if (!settings.contains("clip_min") || !settings.contains("clip_max")) continue;
-    const double clip_min = settings["clip_min"].template get<double>();
-    const double clip_max = settings["clip_max"].template get<double>();
-    constexpr double tolerance = 1e-6;
-    if (lo < clip_min - tolerance || hi > clip_max + tolerance) {
-      fail_argument(name, "x",
-                    fmt::format("has values in [{}, {}], expected them inside the pixel box [{}, {}] of attack '{}' "
-                                "(scale the inputs, or set the attack's clip_min/clip_max)",
-                                lo, hi, clip_min, clip_max, attack));
-    }
-  }
   torch::Tensor logits;
   try {
     torch::NoGradGuard no_grad;
@@ -137,11 +114,7 @@ int64_t check_batch(M& model, const torch::Tensor& x, const torch::Tensor& y,
                   fmt::format("has shape [{}] and dtype {}; the model cannot run on it: {}", fmt::join(x.sizes(), ", "),
                               std::string(c10::toString(x.scalar_type())), first_line(e.what())));
   }
-  if (logits.dim() != 2 || logits.size(0) != 1 || logits.size(1) < 2) {
-    fail_argument(name, "model",
-                  fmt::format("returned shape [{}] for x of shape [1, {}], expected logits [B, C] with C >= 2",
-                              fmt::join(logits.sizes(), ", "), fmt::join(x.sizes().slice(1), ", ")));
-  }
+  check_model_output(name, "model", logits, x.slice(0, 0, 1));
   check_labels(name, "y", y, x.size(0), logits.size(1));
   return logits.size(1);
 }
@@ -160,17 +133,17 @@ class Evaluation {
         attacked_(attacks.size(), 0),
         seconds_(attacks.size(), 0.0) {
     for (const auto& a : attacks) {
-      described_.emplace_back(a.name(), a.settings());
-      free_.push_back(checks::gradient_free(a.settings()));
+      capabilities_.emplace_back(a.name(), a.capabilities());
+      free_.push_back(a.capabilities().gradient_free);
     }
   }
 
-  /// (name, settings) of each attack.
-  const std::vector<std::pair<std::string, nlohmann::json>>& described() const { return described_; }
+  /// (name, capabilities) of each attack.
+  const std::vector<std::pair<std::string, AttackCapabilities>>& capabilities() const { return capabilities_; }
 
   /// `checked`: the batch passed check_batch already (the tensor overload checks all of x at once).
   void add(const torch::Tensor& x, const torch::Tensor& y, bool checked) {
-    if (!checked) check_batch(model_, x, y, described_);
+    if (!checked) check_batch(model_, x, y, capabilities_);
     const auto alive_clean = correct(model_, x, y);
     if (batches_ == 0 && options_.checks()) first_checks(x, y, alive_clean);
     auto alive = alive_clean.clone();
@@ -267,7 +240,7 @@ class Evaluation {
       logits = ardent::forward(model_, x);
     }
     add(checks::probabilities(logits));
-    add(checks::classes(logits.size(1), described_));
+    add(checks::classes(logits.size(1), capabilities_));
     const auto index = correct_now.nonzero().squeeze(1);
     if (index.numel() > 0) add(checks::zero_gradients(model_, x.index_select(0, index), y.index_select(0, index)));
   }
@@ -305,7 +278,7 @@ class Evaluation {
   const std::vector<NamedAttack<M>>& attacks_;
   const EvalOptions& options_;
   int64_t total_;
-  std::vector<std::pair<std::string, nlohmann::json>> described_;
+  std::vector<std::pair<std::string, AttackCapabilities>> capabilities_;
   std::vector<bool> free_;
   std::vector<int64_t> robust_, chain_, attacked_;
   std::vector<double> seconds_;
@@ -353,7 +326,7 @@ requires eval::AttackListFor<Attacks, M> EvalReport evaluate(M& model, const tor
   const auto bound = eval::detail::bind<M>(attacks);
   ModeGuard mode(model, /*eval=*/true);
   eval::detail::Evaluation<M> evaluation(model, bound, options, x.defined() && x.dim() > 0 ? x.size(0) : 0);
-  eval::detail::check_batch(model, x, y, evaluation.described());
+  eval::detail::check_batch(model, x, y, evaluation.capabilities());
   for (int64_t first = 0; first < x.size(0); first += options.batch_size()) {
     evaluation.add(x.slice(0, first, first + options.batch_size()), y.slice(0, first, first + options.batch_size()),
                    /*checked=*/true);

@@ -2,8 +2,11 @@
 // The elements of an evaluation's attack list, for any attack, a user's included, with no list of
 // attack types anywhere in eval:
 //
-//   describe(attack)   the attack's settings as JSON: its own `to_json(json&, const A&)`, found by
-//                      argument-dependent lookup next to the attack (every built-in has one), or {}
+//   describe(attack)   the attack's settings as JSON, for the report only: its own
+//                      `to_json(json&, const A&)`, found by argument-dependent lookup next to the
+//                      attack (every built-in has one), or {}
+//   capabilities       what evaluate's checks need (pixel box, gradient-free, target classes),
+//                      read from the attack's type when it is wrapped (ardent::capabilities_of)
 //   AnyAttack          any attack, independent of the model type (what a preset holds)
 //   Preset             a name and an AnyAttack: what the presets return
 //   NamedAttack<M>     any attack for models of type M, with a name and its settings
@@ -82,9 +85,12 @@ class AnyAttack {
   template <typename A>
   requires(!std::same_as<std::remove_cvref_t<A>, AnyAttack> && PresetAttack<A>)
       AnyAttack(A attack, nlohmann::json settings)
-      : holder_(std::make_shared<Holder<A>>(std::move(attack))), settings_(std::move(settings)) {}
+      : capabilities_(capabilities_of(attack)),
+        holder_(std::make_shared<Holder<A>>(std::move(attack))),
+        settings_(std::move(settings)) {}
 
   const nlohmann::json& settings() const { return settings_; }
+  const AttackCapabilities& capabilities() const { return capabilities_; }
 
   /// The attack held, when it is of type A (as std::function::target); nullptr otherwise.
   template <typename A>
@@ -147,6 +153,7 @@ class AnyAttack {
     A attack;
   };
 
+  AttackCapabilities capabilities_;
   std::shared_ptr<Base> holder_;
   nlohmann::json settings_;
 };
@@ -168,6 +175,7 @@ class NamedAttack {
   requires Attack<A, M> NamedAttack(std::string name, A attack, nlohmann::json settings)
       : name_(std::move(name)),
         settings_(std::move(settings)),
+        capabilities_(capabilities_of(attack)),
         perturb_([attack = std::move(attack)](M& model, const torch::Tensor& x, const torch::Tensor& y) mutable {
           return attack.perturb(model, x, y);
         }) {}
@@ -181,6 +189,7 @@ class NamedAttack {
 
   const std::string& name() const { return name_; }
   const nlohmann::json& settings() const { return settings_; }
+  const AttackCapabilities& capabilities() const { return capabilities_; }
   torch::Tensor perturb(M& model, const torch::Tensor& x, const torch::Tensor& y) const {
     return perturb_(model, x, y);
   }
@@ -188,6 +197,7 @@ class NamedAttack {
  private:
   std::string name_;
   nlohmann::json settings_;
+  AttackCapabilities capabilities_;
   std::function<torch::Tensor(M&, const torch::Tensor&, const torch::Tensor&)> perturb_;
 };
 

@@ -35,14 +35,8 @@ class CE {
  private:
   template <typename View>
   torch::Tensor compute(const View& student, const View& teacher) const {
-    const auto& s = detail::tensor_of(student);
-    detail::check_same_shape("ardent::losses::CE", s, detail::tensor_of(teacher));
-    const double temperature = options_.temperature();
-    const auto total = soft_cross_entropy(detail::log_probabilities(teacher, temperature),
-                                          detail::log_probabilities(student, temperature))
-                           .sum();
-    const double scale = options_.scale_by_temperature_squared() ? temperature * temperature : 1.0;
-    return total * (scale / static_cast<double>(s.size(0)));
+    return detail::distribution_loss("ardent::losses::CE", soft_cross_entropy, student, teacher, options_.temperature(),
+                                     options_.scale_by_temperature_squared());
   }
 
   CEOptions options_;

@@ -41,17 +41,9 @@ class KL {
  private:
   template <typename View>
   torch::Tensor compute(const View& student, const View& teacher) const {
-    const auto& s = detail::tensor_of(student);
-    const auto& t = detail::tensor_of(teacher);
-    detail::check_same_shape("ardent::losses::KL", s, t);
-    const double temperature = options_.temperature();
-    const auto log_p_teacher = detail::log_probabilities(teacher, temperature);
-    const auto log_p_student = detail::log_probabilities(student, temperature);
-    const auto total = kl_divergence(log_p_teacher, log_p_student).sum();
-    const double count = options_.reduction() == KLReduction::BatchMean ? static_cast<double>(s.size(0))
-                                                                        : static_cast<double>(s.numel());
-    const double scale = options_.scale_by_temperature_squared() ? temperature * temperature : 1.0;
-    return total * (scale / count);
+    return detail::distribution_loss("ardent::losses::KL", kl_divergence, student, teacher, options_.temperature(),
+                                     options_.scale_by_temperature_squared(),
+                                     options_.reduction() == KLReduction::ElementMean);
   }
 
   KLOptions options_;

@@ -1,27 +1,10 @@
 #pragma once
-// Machinery shared by the built-in attacks: the public kit (ardent/attacks/kit.hpp) under the
-// names the attacks use, and the pieces only they need.
+// Pieces only the built-in attacks need, beside the public kit (ardent/attacks/kit.hpp) that they
+// use as a user's attack does.
 
 #include "ardent/attacks/kit.hpp"
 
 namespace ardent::attacks::detail {
-
-using attacks::ascent_direction;
-using attacks::attack_copy;
-using attacks::AttackScope;
-using attacks::check_call;
-using attacks::check_common_options;
-using attacks::FrozenParameters;
-using attacks::l2_norm;
-using attacks::loss_and_gradient;
-using attacks::LossAndGradient;
-using attacks::model_layout;
-using attacks::per_sample;
-using attacks::project;
-using attacks::project_l2;
-using attacks::project_linf;
-using attacks::random_start;
-using attacks::to_objective;
 
 /// The per-sample objective at x, without building a graph or checking.
 template <Model M, Objective O>
