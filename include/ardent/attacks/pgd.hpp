@@ -44,7 +44,7 @@ class PGD {
  public:
   explicit PGD(PGDOptions options) : options_(options) {
     constexpr std::string_view name = "ardent::attacks::PGD";
-    check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max());
+    check_common_options(name, options_.epsilon(), options_.clip_min(), options_.clip_max(), options_.norm());
     check_non_negative(name, "step_size", options_.step_size());
     if (options_.steps() < 1) {
       fail_argument(name, "steps",
