@@ -97,7 +97,7 @@ class ModuleArchive {
                 ", expected a module object");
     TORCH_CHECK(object.state != nullptr && object.state->kind == Value::Kind::Dict, where_, ": ", what,
                 " (class ", object.text, ".", object.name, ") has ",
-                object.state == nullptr ? std::string("no state") : "a state of type " + with_article(object.state->kind),
+                object.state == nullptr ? std::string("no state") : with_article(object.state->kind) + " as its state",
                 ", expected a dict of attributes (a class with its own __setstate__ stores code that ardent does not "
                 "run; load a TorchScript model with torch::jit::load only if you trust its author)");
     return *object.state;
