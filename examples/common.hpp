@@ -92,12 +92,14 @@ inline ardent::attacks::PGD pgd(double epsilon, int64_t steps) {
 /// that a later --resume cannot mix the two runs).
 inline void claim_output(const std::filesystem::path& dir, bool resume, bool overwrite) {
   std::error_code ec;
-  if (resume || !(std::filesystem::exists(dir / "checkpoint.pt", ec) || std::filesystem::exists(dir / "metrics.csv", ec)))
+  if (resume ||
+      !(std::filesystem::exists(dir / "checkpoint.pt", ec) || std::filesystem::exists(dir / "metrics.csv", ec)))
     return;
   if (!overwrite) {
-    throw std::invalid_argument(fmt::format("--out {} holds a run already (checkpoint.pt, metrics.csv): continue it "
-                                            "with --resume, replace it with --overwrite, or choose another --out",
-                                            dir.string()));
+    throw std::invalid_argument(
+        fmt::format("--out {} holds a run already (checkpoint.pt, metrics.csv): continue it "
+                    "with --resume, replace it with --overwrite, or choose another --out",
+                    dir.string()));
   }
   for (const char* name : {"checkpoint.pt", "checkpoint.prev.pt"}) std::filesystem::remove(dir / name, ec);
 }
@@ -108,8 +110,8 @@ inline std::map<std::string, std::string> mnist_digests(const std::filesystem::p
   std::map<std::string, std::string> out;
   for (const char* name :
        {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
-    out[std::string("sha256 of ") + name] =
-        ardent::io::file_digest(ardent::data::detail::find_data_file("examples::mnist_digests", dir, name));
+    out[std::string("sha256 of ") + name] = ardent::io::file_digest(
+        ardent::data::detail::find_data_file("examples::mnist_digests", dir, name));
   }
   return out;
 }

@@ -146,12 +146,17 @@ int main(int argc, char** argv) {
   app.add_option("--temperature", s.temperature,
                  "KL temperature, 0 (the recipe's default, 30 for ARD, 4 for KD) or in [0.1, 1000]")
       ->check(CLI::Validator(
-          [](std::string& value) {
-            const double t = std::stod(value);
-            return t == 0 || (t >= 0.1 && t <= 1000) ? std::string()
-                                                     : "temperature " + value +
-                                                           " is outside [0.1, 1000] (softmax(z / T) saturates "
-                                                           "in float below 0.1); 0 takes the recipe's default";
+          [](std::string& value) -> std::string {
+            double t = 0;
+            try {
+              t = std::stod(value);
+            } catch (const std::exception&) {
+              return "temperature " + value + " is not a number";
+            }
+            if (t == 0 || (t >= 0.1 && t <= 1000)) return {};
+            return "temperature " + value +
+                   " is outside [0.1, 1000] (softmax(z / T) saturates in float below 0.1); 0 takes the recipe's "
+                   "default";
           },
           "0 or in [0.1, 1000]"))
       ->capture_default_str();
@@ -159,9 +164,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", s.batch_size, "Training batch size")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
-  app.add_option("--lr", s.lr, "Adam learning rate, in (0, 10]")
-      ->check(CLI::Range(1e-12, 10.0))
-      ->capture_default_str();
+  app.add_option("--lr", s.lr, "Adam learning rate, in (0, 10]")->check(CLI::Range(1e-12, 10.0))->capture_default_str();
   app.add_option("--limit", s.limit, "Train on the first N training images only (0: all 60,000)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();

@@ -386,11 +386,12 @@ TEST_CASE("issue 22 defect 1: a TorchScript __setstate__ in a module archive or 
   }
 }
 
-TEST_CASE("issue 22 defect 2: compressed records inflate at most max_inflation times the file", "[reliability][hostile]") {
+TEST_CASE("issue 22 defect 2: compressed records inflate at most max_inflation times the file",
+          "[reliability][hostile]") {
   // 19.7 KB whose data.pkl inflates to 20 MB of opcodes (3.19 GB of values before).
-  CHECK_THROWS_WITH(ardent::read_state_dict(hostile / "pickle_bomb.pt"),
-                    ContainsSubstring("pickle_bomb.pt") && ContainsSubstring("max_inflation = 64") &&
-                        ContainsSubstring("read_limits()"));
+  CHECK_THROWS_WITH(ardent::read_state_dict(hostile / "pickle_bomb.pt"), ContainsSubstring("pickle_bomb.pt") &&
+                                                                             ContainsSubstring("max_inflation = 64") &&
+                                                                             ContainsSubstring("read_limits()"));
   // A 64 MiB tensor record deflated into 66 KB: refused by default, read when the user raises the limit.
   CHECK_THROWS_WITH(ardent::read_state_dict(hostile / "deflated_tensor.pt"), ContainsSubstring("max_inflation"));
   const LimitsGuard guard;
@@ -408,7 +409,8 @@ TEST_CASE("issue 22 defect 2: an IDX header is checked before anything is inflat
   CHECK(ardent::data::read_idx_u8(hostile / "idx_bomb-images-idx3-ubyte.gz", 3).size(0) == 1 << 16);
 }
 
-TEST_CASE("issue 22 defect 2: the pickle machine's values, stack, memo and marks are capped", "[reliability][hostile]") {
+TEST_CASE("issue 22 defect 2: the pickle machine's values, stack, memo and marks are capped",
+          "[reliability][hostile]") {
   TempDir tmp("caps");
   const LimitsGuard guard;
   ardent::io::read_limits().max_pickle_values(1000);
@@ -474,8 +476,7 @@ TEST_CASE("issue 22 defect 3: save_module is atomic; a full disk is an error nam
   for (const auto& entry : fs::directory_iterator(tmp.path)) CHECK(entry.path().filename() == "student.pt");
 }
 
-TEST_CASE("issue 22 defect 3: metrics rows are written atomically and stale temporaries are removed",
-          "[reliability]") {
+TEST_CASE("issue 22 defect 3: metrics rows are written atomically and stale temporaries are removed", "[reliability]") {
   TempDir tmp("metrics");
   const pid_t child = ::fork();
   if (child == 0) ::_exit(0);
@@ -494,7 +495,8 @@ TEST_CASE("issue 22 defect 4: file_digest is the SHA-256 of the content", "[reli
   spit(tmp.path / "abc", "abc");
   spit(tmp.path / "empty", "");
   // FIPS 180-4's examples (and sha256sum's output).
-  CHECK(ardent::io::file_digest(tmp.path / "abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(ardent::io::file_digest(tmp.path / "abc") ==
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK(ardent::io::file_digest(tmp.path / "empty") ==
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   std::string long_input(1'000'000, 'a');  // FIPS 180-2's third example, across many blocks

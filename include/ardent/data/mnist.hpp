@@ -106,8 +106,8 @@ inline IdxHeader parse_idx_header(const unsigned char* header, std::size_t avail
   TORCH_CHECK(header[0] == 0 && header[1] == 0 && header[2] == 0x08, "ardent::data: ", where,
               fmt::format(": wrong magic number {:02x}{:02x}{:02x}{:02x}, expected 000008{:02x} (IDX, unsigned bytes)",
                           header[0], header[1], header[2], header[3], expected_dims));
-  TORCH_CHECK(header[3] == expected_dims, "ardent::data: ", where, ": has ", int{header[3]},
-              " dimensions, expected ", expected_dims);
+  TORCH_CHECK(header[3] == expected_dims, "ardent::data: ", where, ": has ", int{header[3]}, " dimensions, expected ",
+              expected_dims);
   IdxHeader out;
   out.bytes = 4 + 4 * static_cast<std::size_t>(expected_dims);
   TORCH_CHECK(available >= out.bytes, "ardent::data: ", where, ": truncated header: ", available,
@@ -117,8 +117,8 @@ inline IdxHeader parse_idx_header(const unsigned char* header, std::size_t avail
     out.shape.push_back(big_endian_u32(header + 4 + 4 * d));
     overflow = overflow || __builtin_mul_overflow(out.count, static_cast<uint64_t>(out.shape.back()), &out.count);
   }
-  TORCH_CHECK(!overflow, "ardent::data: ", where, ": header promises ",
-              fmt::format("{}", fmt::join(out.shape, " x ")), " bytes of data, more than 2^64");
+  TORCH_CHECK(!overflow, "ardent::data: ", where, ": header promises ", fmt::format("{}", fmt::join(out.shape, " x ")),
+              " bytes of data, more than 2^64");
   return out;
 }
 
@@ -129,8 +129,7 @@ inline torch::Tensor parse_idx_u8(const std::vector<unsigned char>& bytes, int e
   TORCH_CHECK(bytes.size() - header.bytes == header.count, "ardent::data: ", where, ": ",
               bytes.size() - header.bytes < header.count ? "truncated" : "trailing bytes", ": header promises ",
               header.count, " bytes of data, file has ", bytes.size() - header.bytes);
-  return torch::from_blob(const_cast<unsigned char*>(bytes.data() + header.bytes), header.shape, torch::kUInt8)
-      .clone();
+  return torch::from_blob(const_cast<unsigned char*>(bytes.data() + header.bytes), header.shape, torch::kUInt8).clone();
 }
 
 }  // namespace detail
@@ -156,8 +155,8 @@ inline torch::Tensor read_idx_u8(const std::filesystem::path& path, int expected
   unsigned char extra = 0;
   const bool trailing = data == header.count && detail::read_some(file.get(), &extra, 1, path) > 0;
   TORCH_CHECK(data == header.count && !trailing, "ardent::data: ", path.string(), ": ",
-              trailing ? "trailing bytes" : "truncated", ": header promises ", header.count, " bytes of data, file has ",
-              trailing ? "more" : std::to_string(data));
+              trailing ? "trailing bytes" : "truncated", ": header promises ", header.count,
+              " bytes of data, file has ", trailing ? "more" : std::to_string(data));
   return out;
 }
 

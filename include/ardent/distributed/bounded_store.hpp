@@ -7,8 +7,8 @@
 // abandoned thread keeps the store alive and stays blocked until the process exits, and the store
 // is not used again (its connection is in an unknown state of the protocol).
 
-#include <torch/csrc/distributed/c10d/Store.hpp>
 #include <torch/torch.h>
+#include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <fmt/format.h>
 

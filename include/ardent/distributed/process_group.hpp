@@ -33,9 +33,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -176,8 +176,7 @@ class ProcessGroup {
         rendezvous_.add("ardent/left", 1);
         const auto deadline = std::chrono::steady_clock::now() +
                               std::min<std::chrono::milliseconds>(options_.timeout(), std::chrono::seconds(30));
-        while (rank_ == 0 && rendezvous_.add("ardent/left", 0) < size_ &&
-               std::chrono::steady_clock::now() < deadline) {
+        while (rank_ == 0 && rendezvous_.add("ardent/left", 0) < size_ && std::chrono::steady_clock::now() < deadline) {
           std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
       } catch (const std::exception&) {
@@ -308,7 +307,8 @@ class ProcessGroup {
     } catch (const StoreNotResponding& e) {
       failed_ = true;
       TORCH_CHECK(false, "ardent::distributed: rank ", rank_, " of ", size_, ": the rendezvous store at ", where,
-                  " is not responding (", e.what(), "): rank 0 is stopped or hung, or MASTER_PORT belongs to another "
+                  " is not responding (", e.what(),
+                  "): rank 0 is stopped or hung, or MASTER_PORT belongs to another "
                   "program");
     }
   }
@@ -328,9 +328,8 @@ class ProcessGroup {
       try {
         const auto timeout = options_.timeout();
         // Bounded twice: the store's own wait, and BoundedStore's deadline a little later.
-        BoundedStore(store_, timeout + std::chrono::seconds(5))([key, timeout](c10d::Store& s) {
-          s.wait({key}, timeout);
-        });
+        BoundedStore(store_,
+                     timeout + std::chrono::seconds(5))([key, timeout](c10d::Store& s) { s.wait({key}, timeout); });
       } catch (const std::exception&) {
         TORCH_CHECK(false, "ardent::distributed: rank ", rank_, ": rank ", r, " of WORLD_SIZE=", size_,
                     " did not join the rendezvous at ", where, " within ", options_.timeout().count() / 1000, " s");
@@ -404,9 +403,10 @@ class ProcessGroup {
       }
       return stopped;
     } catch (const StoreNotResponding& e) {
-      return fmt::format("; the rendezvous store on rank 0 is not responding ({}): rank 0 is stopped (e.g. SIGSTOP) "
-                         "or hung",
-                         e.what());
+      return fmt::format(
+          "; the rendezvous store on rank 0 is not responding ({}): rank 0 is stopped (e.g. SIGSTOP) "
+          "or hung",
+          e.what());
     } catch (const std::exception&) {
       return "; the rendezvous store on rank 0 is unreachable: rank 0 died or was killed";
     }

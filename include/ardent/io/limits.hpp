@@ -36,6 +36,7 @@ inline ReadLimits& read_limits() {
 }
 
 /// The message that tells a user which limit refused a file and how to raise it.
-inline constexpr const char* kRaiseLimitHint = " (a limit of ardent::io::read_limits(); raise it if the file is genuine)";
+inline constexpr const char* kRaiseLimitHint =
+    " (a limit of ardent::io::read_limits(); raise it if the file is genuine)";
 
 }  // namespace ardent::io

@@ -95,8 +95,8 @@ class ModuleArchive {
   const Value& attributes(const Value& object, std::string_view what) const {
     TORCH_CHECK(object.kind == Value::Kind::Object, where_, ": ", what, " is ", with_article(object.kind),
                 ", expected a module object");
-    TORCH_CHECK(object.state != nullptr && object.state->kind == Value::Kind::Dict, where_, ": ", what,
-                " (class ", object.text, ".", object.name, ") has ",
+    TORCH_CHECK(object.state != nullptr && object.state->kind == Value::Kind::Dict, where_, ": ", what, " (class ",
+                object.text, ".", object.name, ") has ",
                 object.state == nullptr ? std::string("no state") : with_article(object.state->kind) + " as its state",
                 ", expected a dict of attributes (a class with its own __setstate__ stores code that ardent does not "
                 "run; load a TorchScript model with torch::jit::load only if you trust its author)");
@@ -151,8 +151,10 @@ inline void read_module(const ModuleArchive& archive, torch::nn::Module& module,
 /// An attribute name as OutputArchive writes them (`exp_avg`, `param_groups/0`, `0x55ba37a56ed0`):
 /// the rebuilt archive below only ever holds such names.
 inline bool plain_attribute_name(std::string_view name) {
-  return !name.empty() && name.size() <= 256 && name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                                       "0123456789_./") == std::string_view::npos;
+  return !name.empty() && name.size() <= 256 &&
+         name.find_first_not_of(
+             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+             "0123456789_./") == std::string_view::npos;
 }
 
 /// A value of the object tree as an IValue: numbers, strings, tensors, and tuples or lists of them.
@@ -213,28 +215,30 @@ inline c10::IValue plain_ivalue(const ModuleArchive& archive, const Value& v, co
 /// a fresh OutputArchive, whose classes ardent generates, and read back. Nothing of the file's
 /// code takes part, and attribute names are limited to plain_attribute_name so that no name can
 /// become code in the generated classes.
-inline torch::serialize::OutputArchive rebuilt_archive(const ModuleArchive& archive, const Value& object,
-                                                       const std::string& what, std::size_t depth = 0) {
+inline void rebuild_archive(const ModuleArchive& archive, const Value& object, const std::string& what,
+                            torch::serialize::OutputArchive& out, std::size_t depth = 0) {
   TORCH_CHECK(depth < kMaxPickleDepth, archive.where(), ": modules nest deeper than ", kMaxPickleDepth, " levels");
-  torch::serialize::OutputArchive out;
   for (const auto& [k, v] : archive.attributes(object, what).dict) {
     TORCH_CHECK(k->kind == Value::Kind::String && plain_attribute_name(k->text), archive.where(), ": ", what,
-                " has an attribute named ", k->kind == Value::Kind::String ? "'" + k->text + "'" : with_article(k->kind),
+                " has an attribute named ",
+                k->kind == Value::Kind::String ? "'" + k->text + "'" : with_article(k->kind),
                 ", expected letters, digits, '_', '.' and '/'");
     if (v->kind == Value::Kind::Object) {
-      auto sub = rebuilt_archive(archive, *v, what + "." + k->text, depth + 1);
+      torch::serialize::OutputArchive sub(out.compilation_unit());  // one unit, as Module::save does
+      rebuild_archive(archive, *v, what + "." + k->text, sub, depth + 1);
       out.write(k->text, sub);
     } else {
       out.write(k->text, plain_ivalue(archive, *v, k->text));
     }
   }
-  return out;
 }
 
 inline torch::serialize::InputArchive input_archive(const ModuleArchive& archive, const Value& object,
                                                     const std::string& what) {
+  torch::serialize::OutputArchive rebuilt;
+  rebuild_archive(archive, object, what, rebuilt);
   std::string bytes;
-  rebuilt_archive(archive, object, what).save_to([&bytes](const void* data, std::size_t size) {
+  rebuilt.save_to([&bytes](const void* data, std::size_t size) {
     bytes.append(static_cast<const char*>(data), size);
     return size;
   });

@@ -81,8 +81,8 @@ class MetricsLog {
   /// kill or a full disk leaves the rows before it intact; the file holds one row per epoch).
   void append(const std::map<std::string, double>& values) {
     std::error_code ec;
-    const std::string before =
-        std::filesystem::exists(path_, ec) ? io::read_file(path_, "ardent::train::MetricsLog") : header();
+    const std::string before = std::filesystem::exists(path_, ec) ? io::read_file(path_, "ardent::train::MetricsLog")
+                                                                  : header();
     replace(before + row(values));
   }
 

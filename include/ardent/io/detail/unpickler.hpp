@@ -148,8 +148,9 @@ class Unpickler {
   using K = Value::Kind;
 
   static void check_count(std::size_t count, const char* what) {
-    TORCH_CHECK(count < read_limits().max_pickle_values(), "pickle data makes more than max_pickle_values = ",
-                read_limits().max_pickle_values(), " ", what, kRaiseLimitHint);
+    TORCH_CHECK(count < read_limits().max_pickle_values(),
+                "pickle data makes more than max_pickle_values = ", read_limits().max_pickle_values(), " ", what,
+                kRaiseLimitHint);
   }
   Value* make(K kind) {
     check_count(arena_.size(), "values");
