@@ -305,32 +305,36 @@ TEST_CASE("defect 9: a failed load_checkpoint changes nothing", "[reliability]")
   CHECK(torch::equal(student->named_parameters()["fc.weight"], before));
 }
 
-TEST_CASE("defect 10: broken TorchScript code in a checkpoint is never compiled", "[reliability]") {
+TEST_CASE("defect 10: broken TorchScript code in a checkpoint or a module archive is never compiled", "[reliability]") {
   TempDir tmp("script");
   SmallCNN model(SmallCNNOptions(10).width(2));
-  const auto good = tmp.path / "good.pt";
-  ardent::train::save_checkpoint({1, {{"student", model.ptr()}}, nullptr}, good);
-  // Rewrite the archive with valid CRC-32s but broken TorchScript code.
-  const auto bytes = slurp(good);
-  std::istringstream stream(bytes);
-  caffe2::serialize::PyTorchStreamReader reader(&stream);
-  const auto bad = tmp.path / "bad_code.pt";
-  {
+  // Rewrites an archive with valid CRC-32s but broken TorchScript code.
+  const auto break_code = [&tmp](const fs::path& good, const std::string& name) {
+    const auto bytes = slurp(good);
+    std::istringstream stream(bytes);
+    caffe2::serialize::PyTorchStreamReader reader(&stream);
+    const auto bad = tmp.path / name;
     caffe2::serialize::PyTorchStreamWriter writer(bad.string());
-    for (const auto& name : reader.getAllRecords()) {
-      auto [data, size] = reader.getRecord(name);
+    for (const auto& record : reader.getAllRecords()) {
+      auto [data, size] = reader.getRecord(record);
       std::string content(static_cast<const char*>(data.get()), size);
-      if (name.rfind("code/", 0) == 0 && name.size() > 3 && name.substr(name.size() - 3) == ".py") {
+      if (record.rfind("code/", 0) == 0 && record.size() > 3 && record.substr(record.size() - 3) == ".py") {
         content = "def broken(((:\n";
       }
-      if (name != "version" && name != ".data/version") writer.writeRecord(name, content.data(), content.size());
+      if (record != "version" && record != ".data/version") writer.writeRecord(record, content.data(), content.size());
     }
     writer.writeEndOfFile();
-  }
-  // The code is never read (issue 22): the data loads as it is.
+    return bad;
+  };
+  ardent::train::save_checkpoint({1, {{"student", model.ptr()}}, nullptr}, tmp.path / "good.pt");
+  ardent::save_module(model, tmp.path / "good_module.pt");
+  // The code is never read (issue 22): the data loads as it is (torch::load threw here).
   ardent::train::Checkpoint target{0, {{"student", model.ptr()}}, nullptr};
-  CHECK(ardent::train::load_checkpoint(target, bad) == 1);
-  CHECK_NOTHROW(ardent::load_module(model, bad));
+  CHECK(ardent::train::load_checkpoint(target, break_code(tmp.path / "good.pt", "bad_code.pt")) == 1);
+  CHECK_NOTHROW(ardent::load_module(model, break_code(tmp.path / "good_module.pt", "bad_module.pt")));
+  // A checkpoint is not a module: the error names the file and what is missing.
+  CHECK_THROWS_WITH(ardent::load_module(model, tmp.path / "bad_code.pt"),
+                    ContainsSubstring("bad_code.pt") && ContainsSubstring("missing entries [c1.*"));
 }
 
 // ---- the data readers ----------------------------------------------------------------------------

@@ -57,14 +57,12 @@ inline std::size_t read_some(gzFile file, unsigned char* out, std::size_t size, 
   return done;
 }
 
-/// The most bytes a file may hold once inflated: its own size when stored plain, max_inflation
-/// times it when gzip-compressed.
+/// The most bytes a file may hold once inflated: its own size when stored plain,
+/// io::inflation_bound of it when gzip-compressed.
 inline uint64_t inflated_bound(gzFile file, const std::filesystem::path& path) {
   std::error_code ec;
   const uint64_t size = std::filesystem::file_size(path, ec);
-  uint64_t bound = 0;
-  if (gzdirect(file) == 1) return size;
-  return __builtin_mul_overflow(size, io::read_limits().max_inflation(), &bound) ? UINT64_MAX : bound;
+  return gzdirect(file) == 1 ? size : io::inflation_bound(size);
 }
 
 /// Reads a whole file, gunzipping it when it is gzip-compressed, at most inflated_bound() bytes.
@@ -72,13 +70,14 @@ inline std::vector<unsigned char> read_maybe_gzipped(const std::filesystem::path
   const auto file = open_maybe_gzipped(path);
   std::vector<unsigned char> bytes;
   std::array<unsigned char, 1 << 16> buffer{};
+  const uint64_t most = inflated_bound(file.get(), path);
   while (true) {
     const std::size_t n = read_some(file.get(), buffer.data(), buffer.size(), path);
     if (n == 0) break;
     bytes.insert(bytes.end(), buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(n));
-    TORCH_CHECK(bytes.size() <= inflated_bound(file.get(), path), "ardent::data: ", path.string(),
+    TORCH_CHECK(bytes.size() <= most, "ardent::data: ", path.string(),
                 ": inflates to more than max_inflation = ", io::read_limits().max_inflation(),
-                " times its compressed size", io::kRaiseLimitHint);
+                " times its compressed size (at least 1 MiB)", io::kRaiseLimitHint);
   }
   return bytes;
 }
@@ -149,7 +148,7 @@ inline torch::Tensor read_idx_u8(const std::filesystem::path& path, int expected
   const uint64_t bound = detail::inflated_bound(file.get(), path);
   TORCH_CHECK(header.count <= bound, "ardent::data: ", path.string(), ": header promises ", header.count,
               " bytes of data, more than the file can hold (", bound, " bytes: its size",
-              gzdirect(file.get()) == 1 ? "" : " times max_inflation", ")", io::kRaiseLimitHint);
+              gzdirect(file.get()) == 1 ? "" : " times max_inflation, at least 1 MiB", ")", io::kRaiseLimitHint);
   auto out = torch::empty(header.shape, torch::kUInt8);
   const std::size_t data = detail::read_some(file.get(), out.data_ptr<uint8_t>(), header.count, path);
   unsigned char extra = 0;

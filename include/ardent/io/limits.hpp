@@ -13,6 +13,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace ardent::io {
@@ -22,7 +23,8 @@ struct ReadLimits {
   /// CIFAR files), in bytes on disk.
   TORCH_ARG(uint64_t, max_file_bytes) = uint64_t{4} << 30;
   /// How many times its compressed size a compressed input may inflate to: the zip records of one
-  /// archive together, or one gzip data file. Deflate itself allows 1032.
+  /// archive together, or one gzip data file (at least 1 MiB, as tiny files compress well).
+  /// Deflate itself allows 1032.
   TORCH_ARG(uint64_t, max_inflation) = 64;
   /// How many values the pickle machine may create, hold on its stack, or keep in its memo, each
   /// (a state dict needs about 12 per tensor; 2^20 values take about 200 MB).
@@ -33,6 +35,13 @@ struct ReadLimits {
 inline ReadLimits& read_limits() {
   static ReadLimits limits;
   return limits;
+}
+
+/// What `compressed` bytes may inflate to: max_inflation times them, at least 1 MiB.
+inline uint64_t inflation_bound(uint64_t compressed) {
+  uint64_t bound = 0;
+  if (__builtin_mul_overflow(compressed, read_limits().max_inflation(), &bound)) return UINT64_MAX;
+  return std::max<uint64_t>(bound, uint64_t{1} << 20);
 }
 
 /// The message that tells a user which limit refused a file and how to raise it.

@@ -76,9 +76,7 @@ inline std::map<std::string, ZipEntry> zip_directory(std::string_view bytes) {
   uint64_t at = directory;
   // What the deflated records inflate to, together, bounded by max_inflation times the file.
   uint64_t inflated = 0;
-  uint64_t inflation_bound = 0;
-  if (__builtin_mul_overflow(static_cast<uint64_t>(bytes.size()), read_limits().max_inflation(), &inflation_bound))
-    inflation_bound = UINT64_MAX;
+  const uint64_t most = inflation_bound(bytes.size());
   for (uint64_t i = 0; i < count; ++i) {
     TORCH_CHECK(read_le(bytes, at, 4) == 0x02014b50, "zip directory entry ", i, " is damaged (byte ", at, ")");
     ZipEntry e;
@@ -119,10 +117,10 @@ inline std::map<std::string, ZipEntry> zip_directory(std::string_view bytes) {
     TORCH_CHECK(e.method == 0 ? e.uncompressed == e.compressed : e.uncompressed / kMaxDeflateRatio <= e.compressed,
                 "zip record '", name, "' claims ", e.uncompressed, " bytes from ", e.compressed, " stored ones");
     if (e.method == 8) {
-      TORCH_CHECK(!__builtin_add_overflow(inflated, e.uncompressed, &inflated) && inflated <= inflation_bound,
-                  "zip record '", name, "' inflates the archive's compressed records to ", inflated,
+      TORCH_CHECK(!__builtin_add_overflow(inflated, e.uncompressed, &inflated) && inflated <= most, "zip record '",
+                  name, "' inflates the archive's compressed records to ", inflated,
                   " bytes or more, more than max_inflation = ", read_limits().max_inflation(), " times the file's ",
-                  bytes.size(), kRaiseLimitHint);
+                  bytes.size(), " bytes (at least 1 MiB)", kRaiseLimitHint);
     }
     const auto slash = name.find('/');
     out[slash == std::string::npos ? name : name.substr(slash + 1)] = e;
