@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
                  s.data_dir);
       const ardent::data::MNIST train_set(s.data_dir, ardent::data::MNIST::Split::Train);
       train(model, train_set, s);
-      if (!s.save_path.empty()) torch::save(model, s.save_path);
+      if (!s.save_path.empty()) ardent::save_module(model, s.save_path);
     }
     model->eval();
     report(model, test_set, s);

@@ -195,6 +195,34 @@ struct EpochEndHooks {
     return guard && guard->on_epoch_end(trainer, epoch, summary);
   }
 };
+/// Refuses to start a run in `dir` when it holds one (checkpoint.pt or metrics.csv) unless the user
+/// continues it (`resume`) or replaces it (`overwrite`: the old checkpoints are removed first, so
+/// that a later --resume cannot mix the two runs).
+inline void claim_output(const std::filesystem::path& dir, bool resume, bool overwrite) {
+  std::error_code ec;
+  if (resume ||
+      !(std::filesystem::exists(dir / "checkpoint.pt", ec) || std::filesystem::exists(dir / "metrics.csv", ec)))
+    return;
+  if (!overwrite) {
+    throw std::invalid_argument(
+        fmt::format("--out {} holds a run already (checkpoint.pt, metrics.csv): continue it "
+                    "with --resume, replace it with --overwrite, or choose another --out",
+                    dir.string()));
+  }
+  for (const char* name : {"checkpoint.pt", "checkpoint.prev.pt"}) std::filesystem::remove(dir / name, ec);
+}
+
+/// The content digests (ardent::io::file_digest) of the Fashion-MNIST files in `dir`, as run options:
+/// a resumed run refuses data that changed, whatever its path.
+inline std::map<std::string, std::string> mnist_digests(const std::filesystem::path& dir) {
+  std::map<std::string, std::string> out;
+  for (const char* name :
+       {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
+    out[std::string("sha256 of ") + name] = ardent::io::file_digest(
+        ardent::data::detail::find_data_file("examples::mnist_digests", dir, name));
+  }
+  return out;
+}
 
 /// The train_loop options of the training examples: `epochs` epochs with a checkpoint and
 /// metrics.csv in `dir` (resumed from it when `resume`), and after each epoch the clean and PGD-20

@@ -34,6 +34,7 @@ struct Settings {
   int threads = examples::default_threads();
   std::string out = "runs/distill";
   bool resume = false;
+  bool overwrite = false;
 };
 
 /// Trains with `trainer` and writes the student, the metrics and the report.
@@ -47,9 +48,10 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
   ardent::data::ShuffledBatches batches(train.images, train.labels, s.batch_size, s.seed);
   const std::filesystem::path dir(s.out);
   auto loop = examples::epoch_loop(student, test, s.epsilon, dir, s.epochs, s.resume, &guard);
-  // What defines the run: resuming with other values is refused (epochs may grow).
+  // What defines the run: resuming with other values is refused (epochs may grow). The teacher and
+  // the data are compared by content, not by path.
   loop.run_options = {{"recipe", s.recipe},
-                      {"teacher", s.teacher_path},
+                      {"sha256 of the teacher", s.teacher_path.empty() ? "" : ardent::io::file_digest(s.teacher_path)},
                       {"teacher_width", std::to_string(s.teacher_width)},
                       {"width", std::to_string(s.width)},
                       {"epsilon", fmt::format("{}", s.epsilon)},
@@ -62,9 +64,10 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
                       {"lr", fmt::format("{}", s.lr)},
                       {"limit", std::to_string(s.limit)},
                       {"seed", std::to_string(s.seed)}};
+  loop.run_options.merge(examples::mnist_digests(s.data_dir));
   const auto history = ardent::train::train_loop(trainer, batches, optimizer, std::move(modules), loop, guard);
   if (!examples::main_rank()) return;
-  torch::save(student, (dir / "student.pt").string());
+  ardent::save_module(student, dir / "student.pt");  // atomically, as every file the run writes
   const nlohmann::json report{{"program", "distill"},
                               {"recipe", s.recipe},
                               {"teacher", s.teacher_path},
@@ -161,14 +164,28 @@ int main(int argc, char** argv) {
                                       "Weight of the distillation term (ard, ard_official: "
                                       "default 1; kd: default 0.9)")
                            ->check(CLI::Range(0.0, 1.0));
-  app.add_option("--temperature", s.temperature, "KL temperature (0: the recipe's default, 30 for ARD, 4 for KD)")
-      ->check(CLI::NonNegativeNumber)
+  app.add_option("--temperature", s.temperature,
+                 "KL temperature, 0 (the recipe's default, 30 for ARD, 4 for KD) or in [0.1, 1000]")
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            double t = 0;
+            try {
+              t = std::stod(value);
+            } catch (const std::exception&) {
+              return "temperature " + value + " is not a number";
+            }
+            if (t == 0 || (t >= 0.1 && t <= 1000)) return {};
+            return "temperature " + value +
+                   " is outside [0.1, 1000] (softmax(z / T) saturates in float below 0.1); 0 takes the recipe's "
+                   "default";
+          },
+          "0 or in [0.1, 1000]"))
       ->capture_default_str();
   app.add_option("--epochs", s.epochs, "Training epochs")->check(CLI::Range(1, 10000))->capture_default_str();
   app.add_option("--batch-size", s.batch_size, "Training batch size")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
-  app.add_option("--lr", s.lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--lr", s.lr, "Adam learning rate, in (0, 10]")->check(CLI::Range(1e-12, 10.0))->capture_default_str();
   app.add_option("--limit", s.limit, "Train on the first N training images only (0: all 60,000)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -181,12 +198,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--out", s.out, "Output directory")->capture_default_str();
   app.add_flag("--resume", s.resume, "Continue from <out>/checkpoint.pt");
+  app.add_flag("--overwrite", s.overwrite, "Replace the run in --out (without it, an existing run is refused)");
   CLI11_PARSE(app, argc, argv);
   if (alpha_option->count() == 0 && s.recipe == "kd") s.alpha = 0.9;
   if (s.temperature == 0)
     s.temperature = s.recipe == "kd" ? 4.0 : s.recipe == "rslad" || s.recipe == "adaad" ? 1.0 : 30.0;
 
   try {
+    const bool adversarial = s.recipe != "kd" && s.recipe != "natural";
+    if (adversarial && s.epsilon == 0) {
+      throw std::invalid_argument("--epsilon 0 with --recipe " + s.recipe +
+                                  " attacks nothing: the run would train on clean images only; give --epsilon > 0, "
+                                  "or use --recipe kd (distillation) or natural (no teacher) for clean training");
+    }
+    examples::claim_output(s.out, s.resume, s.overwrite);
     examples::set_threads(s.threads);
     torch::manual_seed(s.seed);
     const ardent::data::MNIST train_set(s.data_dir, ardent::data::MNIST::Split::Train);

@@ -49,6 +49,7 @@ struct Settings {
   int threads = examples::default_threads();
   std::string out = "runs/resnet18_to_mobilenetv2";
   bool resume = false;
+  bool overwrite = false;
 
   int64_t channels() const { return dataset == "cifar10" ? 3 : 1; }
 };
@@ -123,7 +124,7 @@ void train_and_save(Trainer& trainer, M& model, const std::string& name, const e
   // What defines the run: resuming with other values is refused (epochs may grow).
   loop.run_options = {{"dataset", s.dataset},
                       {"recipe", s.recipe},
-                      {"teacher", s.teacher_path},
+                      {"sha256 of the teacher", s.teacher_path.empty() ? "" : ardent::io::file_digest(s.teacher_path)},
                       {"teacher_width", std::to_string(s.teacher_width)},
                       {"width_multiplier", fmt::format("{}", s.width_multiplier)},
                       {"epsilon", fmt::format("{}", s.epsilon)},
@@ -144,7 +145,7 @@ void train_and_save(Trainer& trainer, M& model, const std::string& name, const e
                                 ardent::eval::study_suite(s.epsilon, 20), ardent::EvalOptions().batch_size(100)));
   }
   if (!examples::main_rank()) return;
-  torch::save(model, (dir / (name + ".pt")).string());
+  ardent::save_module(model, dir / (name + ".pt"));
   const nlohmann::json report{{"program", "resnet18_to_mobilenetv2"},
                               {"dataset", s.dataset},
                               {"recipe", s.recipe},
@@ -245,6 +246,7 @@ int main(int argc, char** argv) {
   app.add_option("--out", s.out, "Output directory (student.pt or teacher.pt, checkpoint.pt, metrics.csv, report.json)")
       ->capture_default_str();
   app.add_flag("--resume", s.resume, "Continue from <out>/checkpoint.pt");
+  app.add_flag("--overwrite", s.overwrite, "Replace the run in --out (without it, an existing run is refused)");
   CLI11_PARSE(app, argc, argv);
   if (s.dataset == "fashion-mnist" && s.data_dir.empty() && s.synthetic == 0) {
     s.data_dir = ardent::data::kFashionMNISTDirectory.string();
@@ -255,6 +257,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    examples::claim_output(s.out, s.resume, s.overwrite);
     examples::set_threads(s.threads);
     torch::manual_seed(s.seed);
     examples::Subset train;

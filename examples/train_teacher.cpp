@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   uint64_t seed = 0;
   int threads = examples::default_threads();
   bool resume = false;
+  bool overwrite = false;
 
   CLI::App app{"Adversarially train a SmallCNN teacher on Fashion-MNIST (Madry AT or TRADES)"};
   app.add_option("--data", data_dir, "Directory with the Fashion-MNIST IDX files")
@@ -47,7 +48,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", batch_size, "Training batch size")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
-  app.add_option("--lr", lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--lr", lr, "Adam learning rate, in (0, 10]")->check(CLI::Range(1e-12, 10.0))->capture_default_str();
   app.add_option("--limit", limit, "Train on the first N training images only (0: all 60,000)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -59,9 +60,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_flag("--resume", resume, "Continue from <out>/checkpoint.pt");
+  app.add_flag("--overwrite", overwrite, "Replace the run in --out (without it, an existing run is refused)");
   CLI11_PARSE(app, argc, argv);
 
   try {
+    if (epsilon == 0) {
+      throw std::invalid_argument("--epsilon 0 attacks nothing: --method " + method +
+                                  " would train on clean images only; give --epsilon > 0");
+    }
+    examples::claim_output(out, resume, overwrite);
     examples::set_threads(threads);
     torch::manual_seed(seed);
     const ardent::data::MNIST train_set(data_dir, ardent::data::MNIST::Split::Train);
@@ -89,6 +96,7 @@ int main(int argc, char** argv) {
                           {"lr", fmt::format("{}", lr)},
                           {"limit", std::to_string(limit)},
                           {"seed", std::to_string(seed)}};
+      loop.run_options.merge(examples::mnist_digests(data_dir));
       fmt::print("{} training of SmallCNN (width {}) on {} images, epsilon {}, {} epochs\n", method, width,
                  train.images.size(0), epsilon, epochs);
       std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"model", model.ptr()}};
@@ -110,7 +118,7 @@ int main(int argc, char** argv) {
     });
     if (!examples::main_rank()) return 0;
 
-    torch::save(model, (dir / "teacher.pt").string());
+    ardent::save_module(model, dir / "teacher.pt");
     nlohmann::json report{{"program", "train_teacher"},
                           {"method", method},
                           {"width", width},

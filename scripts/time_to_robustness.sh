@@ -6,6 +6,7 @@
 #
 #   scripts/time_to_robustness.sh                 # everything; resumable: finished runs are skipped,
 #                                                 # an interrupted one continues from its checkpoint
+#                                                 # (--resume starts fresh where there is none)
 #   METHODS="ard_pgd10 ard_nfgsm" SEEDS="0" scripts/time_to_robustness.sh    # a part of it
 #
 # The training budget: EPOCHS epochs over the first LIMIT training images (6 x 20,000 by default).
@@ -48,12 +49,11 @@ flags() {
 run() {
   local method=$1 seed=$2 name="$1_s$2"
   [ -f "$data/$name.eval.json" ] && return 0
-  local out="$runs/$name" resume=()
-  [ -f "$out/checkpoint.pt" ] && resume=(--resume)
+  local out="$runs/$name"
   mkdir -p "$out"
   # shellcheck disable=SC2046
   "$bin/distill" $(flags "$method") --width 16 --epsilon 0.1 --epochs "$EPOCHS" --limit "$LIMIT" \
-    --eval-limit "$CURVE_IMAGES" --seed "$seed" --threads 1 --out "$out" "${resume[@]}" >> "$out.log" 2>&1
+    --eval-limit "$CURVE_IMAGES" --seed "$seed" --threads 1 --out "$out" --resume >> "$out.log" 2>&1
   cp "$out/metrics.csv" "$data/$name.metrics.csv"
   "$bin/evaluate" --checkpoint "$out/student.pt" --width 16 --suite study --epsilon 0.1 --steps 20 \
     --limit "$EVAL_IMAGES" --seed 0 --threads 1 --json "$data/$name.eval.json.tmp" > "$out.eval.log" 2>&1
@@ -61,9 +61,14 @@ run() {
   echo "$name: $(tail -n 1 "$out.eval.log")"
 }
 
+# ARD's methods first, seed after seed, then Madry AT's: a partial run answers the main question first.
 jobs_list=()
-for seed in $SEEDS; do
-  for method in $METHODS; do jobs_list+=("$method $seed"); done
+for recipe in ard madry; do
+  for seed in $SEEDS; do
+    for method in $METHODS; do
+      [[ $method == "${recipe}_"* ]] && jobs_list+=("$method $seed")
+    done
+  done
 done
 # Two at a time.
 for ((i = 0; i < ${#jobs_list[@]}; i += 2)); do

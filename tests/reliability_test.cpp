@@ -6,18 +6,22 @@
 
 #include <ardent/data/cifar.hpp>
 #include <ardent/data/mnist.hpp>
+#include <ardent/io/digest.hpp>
 #include <ardent/io/module_archive.hpp>
 #include <ardent/io/state_dict.hpp>
 #include <ardent/models/small_cnn.hpp>
 #include <ardent/train/checkpoint.hpp>
+#include <ardent/train/metrics.hpp>
 
 #include <caffe2/serialize/inline_container.h>
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -301,31 +305,36 @@ TEST_CASE("defect 9: a failed load_checkpoint changes nothing", "[reliability]")
   CHECK(torch::equal(student->named_parameters()["fc.weight"], before));
 }
 
-TEST_CASE("defect 10: TorchScript parse errors in a checkpoint are reported with the file name", "[reliability]") {
+TEST_CASE("defect 10: broken TorchScript code in a checkpoint or a module archive is never compiled", "[reliability]") {
   TempDir tmp("script");
   SmallCNN model(SmallCNNOptions(10).width(2));
-  const auto good = tmp.path / "good.pt";
-  ardent::train::save_checkpoint({1, {{"student", model.ptr()}}, nullptr}, good);
-  // Rewrite the archive with valid CRC-32s but broken TorchScript code.
-  const auto bytes = slurp(good);
-  std::istringstream stream(bytes);
-  caffe2::serialize::PyTorchStreamReader reader(&stream);
-  const auto bad = tmp.path / "bad_code.pt";
-  {
+  // Rewrites an archive with valid CRC-32s but broken TorchScript code.
+  const auto break_code = [&tmp](const fs::path& good, const std::string& name) {
+    const auto bytes = slurp(good);
+    std::istringstream stream(bytes);
+    caffe2::serialize::PyTorchStreamReader reader(&stream);
+    const auto bad = tmp.path / name;
     caffe2::serialize::PyTorchStreamWriter writer(bad.string());
-    for (const auto& name : reader.getAllRecords()) {
-      auto [data, size] = reader.getRecord(name);
+    for (const auto& record : reader.getAllRecords()) {
+      auto [data, size] = reader.getRecord(record);
       std::string content(static_cast<const char*>(data.get()), size);
-      if (name.rfind("code/", 0) == 0 && name.size() > 3 && name.substr(name.size() - 3) == ".py") {
+      if (record.rfind("code/", 0) == 0 && record.size() > 3 && record.substr(record.size() - 3) == ".py") {
         content = "def broken(((:\n";
       }
-      if (name != "version" && name != ".data/version") writer.writeRecord(name, content.data(), content.size());
+      if (record != "version" && record != ".data/version") writer.writeRecord(record, content.data(), content.size());
     }
     writer.writeEndOfFile();
-  }
+    return bad;
+  };
+  ardent::train::save_checkpoint({1, {{"student", model.ptr()}}, nullptr}, tmp.path / "good.pt");
+  ardent::save_module(model, tmp.path / "good_module.pt");
+  // The code is never read (issue 22): the data loads as it is (torch::load threw here).
   ardent::train::Checkpoint target{0, {{"student", model.ptr()}}, nullptr};
-  CHECK_THROWS_WITH(ardent::train::load_checkpoint(target, bad), ContainsSubstring("bad_code.pt"));
-  CHECK_THROWS_WITH(ardent::load_module(model, bad), ContainsSubstring("bad_code.pt"));
+  CHECK(ardent::train::load_checkpoint(target, break_code(tmp.path / "good.pt", "bad_code.pt")) == 1);
+  CHECK_NOTHROW(ardent::load_module(model, break_code(tmp.path / "good_module.pt", "bad_module.pt")));
+  // A checkpoint is not a module: the error names the file and what is missing.
+  CHECK_THROWS_WITH(ardent::load_module(model, tmp.path / "bad_code.pt"),
+                    ContainsSubstring("bad_code.pt") && ContainsSubstring("missing entries [c1.*"));
 }
 
 // ---- the data readers ----------------------------------------------------------------------------
@@ -342,6 +351,162 @@ TEST_CASE("IDX headers whose element count wraps around 2^64 are refused", "[rel
                     ContainsSubstring("wrap.idx") && ContainsSubstring("more than 2^64"));
   spit(tmp.path / "ok.idx", std::string("\0\0\x08\x01", 4) + be(3) + "abc");
   CHECK(ardent::data::read_idx_u8(tmp.path / "ok.idx", 1).numel() == 3);
+}
+
+// ---- issue 22: opening a file never runs its code; memory bounded by the file's size -------------
+
+namespace {
+
+const fs::path hostile = fs::path(ARDENT_TEST_DATA_DIR) / "hostile";  // made by make_hostile.py
+
+/// Sets read limits for one test and puts the previous ones back.
+struct LimitsGuard {
+  ardent::io::ReadLimits saved = ardent::io::read_limits();
+  ~LimitsGuard() { ardent::io::read_limits() = saved; }
+};
+
+/// A stored (uncompressed) zip with the pickle `pickle` as data.pkl.
+std::string stored_pickle(const fs::path& dir, const std::string& pickle) {
+  const auto path = dir / "pickle.pt";
+  archive(path, pickle, {});
+  return path.string();
+}
+
+}  // namespace
+
+TEST_CASE("issue 22 defect 1: a TorchScript __setstate__ in a module archive or a checkpoint is never run",
+          "[reliability][hostile]") {
+  TempDir tmp("setstate");
+  // torch::load would loop for ever (evil_setstate.pt) or allocate 1 GiB (evil_alloc.pt) here.
+  for (const char* name : {"evil_setstate.pt", "evil_alloc.pt"}) {
+    INFO(name);
+    SmallCNN model(SmallCNNOptions(10).width(2));
+    CHECK_THROWS_WITH(ardent::load_module(model, hostile / name),
+                      ContainsSubstring(name) && ContainsSubstring("__setstate__"));
+    fs::copy_file(hostile / name, tmp.path / "checkpoint.pt", fs::copy_options::overwrite_existing);
+    ardent::train::Checkpoint target{0, {{"student", model.ptr()}}, nullptr};
+    CHECK_THROWS_WITH(ardent::train::load_checkpoint(target, tmp.path / "checkpoint.pt"),
+                      ContainsSubstring("checkpoint.pt") && ContainsSubstring("__setstate__"));
+  }
+}
+
+TEST_CASE("issue 22 defect 2: compressed records inflate at most max_inflation times the file",
+          "[reliability][hostile]") {
+  // 19.7 KB whose data.pkl inflates to 20 MB of opcodes (3.19 GB of values before).
+  CHECK_THROWS_WITH(ardent::read_state_dict(hostile / "pickle_bomb.pt"), ContainsSubstring("pickle_bomb.pt") &&
+                                                                             ContainsSubstring("max_inflation = 64") &&
+                                                                             ContainsSubstring("read_limits()"));
+  // A 64 MiB tensor record deflated into 66 KB: refused by default, read when the user raises the limit.
+  CHECK_THROWS_WITH(ardent::read_state_dict(hostile / "deflated_tensor.pt"), ContainsSubstring("max_inflation"));
+  const LimitsGuard guard;
+  ardent::io::read_limits().max_inflation(2000);
+  const auto dict = ardent::read_state_dict(hostile / "deflated_tensor.pt");
+  CHECK(dict["w"].numel() == 16 << 20);
+}
+
+TEST_CASE("issue 22 defect 2: an IDX header is checked before anything is inflated", "[reliability][hostile]") {
+  // 50 KB of gzip whose header promises 51 MB (and holds it): refused from the header alone.
+  CHECK_THROWS_WITH(ardent::data::read_idx_u8(hostile / "idx_bomb-images-idx3-ubyte.gz", 3),
+                    ContainsSubstring("idx_bomb") && ContainsSubstring("more than the file can hold"));
+  const LimitsGuard guard;
+  ardent::io::read_limits().max_inflation(2000);
+  CHECK(ardent::data::read_idx_u8(hostile / "idx_bomb-images-idx3-ubyte.gz", 3).size(0) == 1 << 16);
+}
+
+TEST_CASE("issue 22 defect 2: the pickle machine's values, stack, memo and marks are capped",
+          "[reliability][hostile]") {
+  TempDir tmp("caps");
+  const LimitsGuard guard;
+  ardent::io::read_limits().max_pickle_values(1000);
+  const std::string proto("\x80\x02", 2);
+  const auto read = [&](const std::string& pickle) { return ardent::read_state_dict(stored_pickle(tmp.path, pickle)); };
+  CHECK_THROWS_WITH(read(proto + std::string(1500, 'N') + "."), ContainsSubstring("max_pickle_values = 1000 values"));
+  CHECK_THROWS_WITH(read(proto + "N" + std::string(1500, '2') + "."), ContainsSubstring("stack entries"));
+  std::string memo = proto + "N";
+  for (uint32_t i = 0; i < 1500; ++i) memo += "r" + u32(i);
+  CHECK_THROWS_WITH(read(memo + "."), ContainsSubstring("memo entries"));
+  CHECK_THROWS_WITH(read(proto + std::string(1500, '(') + "."), ContainsSubstring("marks"));
+  // A real state dict needs far fewer.
+  CHECK(ardent::read_state_dict(fs::path(ARDENT_TEST_DATA_DIR) / "state_dicts" / "tinybn.pt").size() > 0);
+}
+
+TEST_CASE("issue 22 defect 2: files larger than max_file_bytes are refused before they are read",
+          "[reliability][hostile]") {
+  const LimitsGuard guard;
+  ardent::io::read_limits().max_file_bytes(1000);
+  CHECK_THROWS_WITH(ardent::read_state_dict(fs::path(ARDENT_TEST_DATA_DIR) / "state_dicts" / "tinybn.pt"),
+                    ContainsSubstring("tinybn.pt") && ContainsSubstring("max_file_bytes = 1000"));
+}
+
+namespace {
+
+/// A file-size limit (RLIMIT_FSIZE) for this process, as a full disk would impose: writes beyond it
+/// fail with EFBIG (SIGXFSZ ignored meanwhile).
+struct FileSizeLimit {
+  rlimit saved{};
+  void (*handler)(int);
+  explicit FileSizeLimit(rlim_t bytes) : handler(std::signal(SIGXFSZ, SIG_IGN)) {
+    ::getrlimit(RLIMIT_FSIZE, &saved);
+    rlimit limited = saved;
+    limited.rlim_cur = bytes;
+    ::setrlimit(RLIMIT_FSIZE, &limited);
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &saved);
+    std::signal(SIGXFSZ, handler);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("issue 22 defect 3: save_module is atomic; a full disk is an error naming the file, never an abort",
+          "[reliability]") {
+  TempDir tmp("save_module");
+  const auto path = tmp.path / "student.pt";
+  SmallCNN first(SmallCNNOptions(10).width(2));
+  ardent::save_module(first, path);
+  const auto before = slurp(path);
+  SmallCNN read_back(SmallCNNOptions(10).width(2));
+  ardent::load_module(read_back, path);
+  CHECK(torch::equal(read_back->named_parameters()["fc.weight"], first->named_parameters()["fc.weight"]));
+
+  SmallCNN second(SmallCNNOptions(10).width(2));
+  {
+    const FileSizeLimit full(1000);  // torch::save aborted here (enforce fail at inline_container.cc)
+    CHECK_THROWS_WITH(ardent::save_module(second, path),
+                      ContainsSubstring("student.pt") && ContainsSubstring("File too large"));
+  }
+  CHECK(slurp(path) == before);  // the previous file is intact
+  for (const auto& entry : fs::directory_iterator(tmp.path)) CHECK(entry.path().filename() == "student.pt");
+}
+
+TEST_CASE("issue 22 defect 3: metrics rows are written atomically and stale temporaries are removed", "[reliability]") {
+  TempDir tmp("metrics");
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);  // a pid that no longer runs
+  const auto stale = tmp.path / ("metrics.csv.tmp" + std::to_string(child));
+  spit(stale, "epoch,train_loss\n1,");
+  ardent::train::MetricsLog log(tmp.path / "metrics.csv", {"epoch", "train_loss"});
+  log.append({{"epoch", 1}, {"train_loss", 0.5}});
+  log.append({{"epoch", 2}, {"train_loss", 0.25}});
+  CHECK_FALSE(fs::exists(stale));
+  CHECK(slurp(tmp.path / "metrics.csv") == "epoch,train_loss\n1,0.5\n2,0.25\n");
+}
+
+TEST_CASE("issue 22 defect 4: file_digest is the SHA-256 of the content", "[reliability]") {
+  TempDir tmp("digest");
+  spit(tmp.path / "abc", "abc");
+  spit(tmp.path / "empty", "");
+  // FIPS 180-4's examples (and sha256sum's output).
+  CHECK(ardent::io::file_digest(tmp.path / "abc") ==
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(ardent::io::file_digest(tmp.path / "empty") ==
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  std::string long_input(1'000'000, 'a');  // FIPS 180-2's third example, across many blocks
+  spit(tmp.path / "million", long_input);
+  CHECK(ardent::io::file_digest(tmp.path / "million") ==
+        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
 // ---- defect 6 and the kill-and-resume test ---------------------------------------------------------

@@ -63,6 +63,8 @@
 #include "ardent/distributed/sync_batch_norm.hpp"
 
 #include "ardent/io/atomic_file.hpp"
+#include "ardent/io/digest.hpp"
+#include "ardent/io/limits.hpp"
 #include "ardent/io/module_archive.hpp"
 #include "ardent/io/state_dict.hpp"
 #include "ardent/models/batch_norm.hpp"

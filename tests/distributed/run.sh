@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The multi-process tests of ardent::distributed, run by ctest:
 #   run.sh SCENARIO WORKER LAUNCHER WORKDIR
-# SCENARIO: equivalence-ard, equivalence-madry, equivalence-bn, sharding, resume, failure, hang, evaluation.
+# SCENARIO: equivalence-ard, equivalence-madry, equivalence-bn, sharding, resume, failure, hang, evaluation,
+# stopped, store-silent, unresolvable.
 set -euo pipefail
 scenario="$1"; worker="$2"; launch="$3"; work="$4/$scenario"
 rm -rf "$work"; mkdir -p "$work"
@@ -92,6 +93,63 @@ case "$scenario" in
     [ "$status" -ne 0 ] || { echo "rank 0 exited 0 although rank 1 hung"; exit 1; }
     [ "$status" -ne 124 ] || { echo "rank 0 hung until the test's bound"; exit 1; }
     grep -q "rank 1 (at collective [0-9]*) alive but hung" "$work/rank0.err" || { echo "rank 0's error does not name rank 1 as hung"; exit 1; }
+    ;;
+  stopped)
+    # A rank stopped by SIGSTOP answers nothing, rank 0's store server included: the other rank must
+    # fail within the bound (timeout 10 s), naming the stopped rank as not responding.
+    for stopped in 1 0; do
+      other=$((1 - stopped))
+      port=$((20000 + RANDOM % 40000))
+      export WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port ARDENT_DIST_TIMEOUT=10
+      RANK=$stopped LOCAL_RANK=$stopped "$worker" train --method ard --batch 4 --epochs 3 --out "$work/run$stopped" \
+        --stop-rank "$stopped" --stop-batch 2 2> "$work/stopped$stopped.err" &
+      frozen=$!
+      status=0
+      RANK=$other LOCAL_RANK=$other timeout 60 "$worker" train --method ard --batch 4 --epochs 3 \
+        --out "$work/run$stopped" --stop-rank "$stopped" --stop-batch 2 2> "$work/other$stopped.err" || status=$?
+      kill -KILL "$frozen" 2>/dev/null || true
+      wait || true
+      cat "$work/other$stopped.err"
+      [ "$status" -ne 0 ] || { echo "rank $other exited 0 although rank $stopped was stopped"; exit 1; }
+      [ "$status" -ne 124 ] || { echo "rank $other hung until the test's bound"; exit 1; }
+      if [ "$stopped" = 1 ]; then
+        grep -q "rank 1 is stopped (SIGSTOP" "$work/other$stopped.err" || { echo "rank 1 not reported as stopped"; exit 1; }
+      else
+        grep -q "not responding" "$work/other$stopped.err" || { echo "rank 0 not reported as not responding"; exit 1; }
+      fi
+    done
+    unset WORLD_SIZE MASTER_ADDR MASTER_PORT
+    ;;
+  store-silent)
+    # MASTER_PORT served by another program that accepts connections and never answers: rank 1 must
+    # fail within the bound instead of blocking in the store's first operation.
+    port=$((20000 + RANDOM % 40000))
+    python3 -c "
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $port)); s.listen(8); print('listening', flush=True)
+peers = []
+while True:
+    peers.append(s.accept()[0])
+" > "$work/silent.out" &
+    silent=$!
+    for _ in $(seq 50); do grep -q listening "$work/silent.out" 2>/dev/null && break; sleep 0.1; done
+    status=0
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=$port ARDENT_DIST_TIMEOUT=5 WORLD_SIZE=2 RANK=1 \
+      timeout 60 "$worker" train --out "$work/silent" 2> "$work/silent.err" || status=$?
+    kill "$silent" 2>/dev/null || true
+    wait || true
+    cat "$work/silent.err"
+    [ "$status" -ne 0 ] && [ "$status" -ne 124 ] || { echo "status $status"; exit 1; }
+    grep -q "is not responding" "$work/silent.err" || { echo "no 'not responding' message"; exit 1; }
+    ;;
+  unresolvable)
+    status=0
+    MASTER_ADDR=no-such-host.invalid MASTER_PORT=29999 ARDENT_DIST_TIMEOUT=5 WORLD_SIZE=2 RANK=1 \
+      timeout 60 "$worker" train --out "$work/unresolvable" 2> "$work/unresolvable.err" || status=$?
+    cat "$work/unresolvable.err"
+    [ "$status" -ne 0 ] && [ "$status" -ne 124 ] || { echo "status $status"; exit 1; }
+    grep -q "MASTER_ADDR 'no-such-host.invalid' does not resolve" "$work/unresolvable.err" || { echo "no resolve message"; exit 1; }
     ;;
   evaluation)
     "$worker" eval --out "$work/one"

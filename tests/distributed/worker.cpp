@@ -3,6 +3,7 @@
 //
 //   worker train   --method ard|madry --batch B --epochs E --out DIR [--resume] [--model small-cnn|bn]
 //                  [--sync-bn] [--kill-rank R --kill-batch K] [--hang-rank R --hang-batch K]
+//                  [--stop-rank R --stop-batch K]
 //   worker shard   --batch B --out DIR
 //   worker eval    --out DIR
 //   worker compare A B TOLERANCE        (tensors saved by torch::save; max |A - B| <= TOLERANCE)
@@ -24,7 +25,8 @@ constexpr int64_t kImages = 48;
 
 struct Args {
   std::string mode, method = "ard", out, model = "small-cnn";
-  int64_t batch = 8, epochs = 2, kill_rank = -1, kill_batch = -1, hang_rank = -1, hang_batch = -1;
+  int64_t batch = 8, epochs = 2, kill_rank = -1, kill_batch = -1, hang_rank = -1, hang_batch = -1, stop_rank = -1,
+          stop_batch = -1;
   bool resume = false, sync_bn = false;
 };
 
@@ -52,6 +54,10 @@ Args parse(int argc, char** argv) {
       a.hang_rank = std::stoll(next());
     else if (k == "--hang-batch")
       a.hang_batch = std::stoll(next());
+    else if (k == "--stop-rank")
+      a.stop_rank = std::stoll(next());
+    else if (k == "--stop-batch")
+      a.stop_batch = std::stoll(next());
     else if (k == "--kill-rank")
       a.kill_rank = std::stoll(next());
     else if (k == "--kill-batch")
@@ -102,7 +108,8 @@ torch::Tensor flat(const std::vector<torch::Tensor>& parameters) {
 
 /// Forwards to a trainer; at batch `kill_batch` of the first epoch SIGKILLs this process on rank
 /// `kill_rank` (a rank dying mid-epoch), and at `hang_batch` sleeps for an hour on `hang_rank` (a
-/// rank alive but stuck).
+/// rank alive but stuck), and at `stop_batch` stops itself with SIGSTOP on `stop_rank` (a rank
+/// neither dead nor running, which answers nothing, its store server included on rank 0).
 template <typename Trainer>
 struct Dying {
   Trainer& trainer;
@@ -112,6 +119,7 @@ struct Dying {
   ardent::StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer) {
     if (rank == args.kill_rank && batch == args.kill_batch) std::raise(SIGKILL);
     if (rank == args.hang_rank && batch == args.hang_batch) std::this_thread::sleep_for(std::chrono::hours(1));
+    if (rank == args.stop_rank && batch == args.stop_batch) std::raise(SIGSTOP);
     ++batch;
     return trainer.step(x, y, optimizer);
   }

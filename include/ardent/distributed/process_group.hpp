@@ -12,9 +12,11 @@
 //
 // Unset (or WORLD_SIZE=1), the world is this process alone and no c10d object is created.
 // ARDENT_DIST_TIMEOUT (seconds, default 300) bounds the rendezvous and every collective: a rank
-// that died or hangs makes the others fail with an error instead of waiting for ever.
+// that died or hangs makes the others fail with an error instead of waiting for ever, and so does a
+// rank 0 that stops answering (every store operation is bounded: bounded_store.hpp).
 
 #include "ardent/core/check.hpp"
+#include "ardent/distributed/bounded_store.hpp"
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -25,12 +27,17 @@
 #include <torch/torch.h>
 
 #include <fmt/format.h>
+#include <netdb.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -118,6 +125,7 @@ class ProcessGroup {
       : rank_(environment.rank), size_(environment.world_size), options_(options) {
     if (size_ == 1) return;
     const auto where = fmt::format("{}:{}", environment.master_addr, environment.master_port);
+    check_resolves(environment.master_addr);
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<std::uint16_t>(environment.master_port);
     store_options.isServer = rank_ == 0;
@@ -135,6 +143,7 @@ class ProcessGroup {
                                    " s (is rank 0 running, MASTER_ADDR/MASTER_PORT right?)",
                   ": ", first_line(e.what()));
     }
+    rendezvous_ = BoundedStore(store_, options_.timeout());
     check_world_size(where);
     auto gloo = c10d::ProcessGroupGloo::Options::create(options_.timeout());
     gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(gloo_host(environment.master_addr)));
@@ -162,12 +171,12 @@ class ProcessGroup {
   ~ProcessGroup() {
     // Rank 0 hosts the rendezvous store: it stays until every rank has left (at most 30 s), so
     // that no rank loses the store or its connections while it is still finishing.
-    if (store_ && !failed_) {
+    if (rendezvous_ && !failed_) {
       try {
-        store_->add("ardent/left", 1);
+        rendezvous_.add("ardent/left", 1);
         const auto deadline = std::chrono::steady_clock::now() +
                               std::min<std::chrono::milliseconds>(options_.timeout(), std::chrono::seconds(30));
-        while (rank_ == 0 && store_->add("ardent/left", 0) < size_ && std::chrono::steady_clock::now() < deadline) {
+        while (rank_ == 0 && rendezvous_.add("ardent/left", 0) < size_ && std::chrono::steady_clock::now() < deadline) {
           std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
       } catch (const std::exception&) {
@@ -293,20 +302,39 @@ class ProcessGroup {
   /// Every rank posts its WORLD_SIZE under its RANK and reads everyone's: a mismatch, a duplicate
   /// RANK or a rank that never comes each give their own message.
   void check_world_size(const std::string& where) {
+    try {
+      check_world_size_unbounded(where);
+    } catch (const StoreNotResponding& e) {
+      failed_ = true;
+      TORCH_CHECK(false, "ardent::distributed: rank ", rank_, " of ", size_, ": the rendezvous store at ", where,
+                  " is not responding (", e.what(),
+                  "): rank 0 is stopped or hung, or MASTER_PORT belongs to another "
+                  "program");
+    }
+  }
+
+  void check_world_size_unbounded(const std::string& where) {
     const auto me = std::to_string(rank_);
-    TORCH_CHECK(store_->add("ardent/rank/" + me, 1) == 1, "ardent::distributed: RANK ", rank_,
+    TORCH_CHECK(rendezvous_.add("ardent/rank/" + me, 1) == 1, "ardent::distributed: RANK ", rank_,
                 " joined the rendezvous at ", where, " twice; every process needs its own RANK");
     const auto text = std::to_string(size_);
-    store_->set("ardent/world_size/" + me, std::vector<uint8_t>(text.begin(), text.end()));
+    rendezvous_.set("ardent/world_size/" + me, std::vector<uint8_t>(text.begin(), text.end()));
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    const auto process = fmt::format("{} {}", host, ::getpid());  // for peer_report's diagnosis
+    rendezvous_.set("ardent/process/" + me, std::vector<uint8_t>(process.begin(), process.end()));
     for (int64_t r = 0; r < size_; ++r) {
       const auto key = "ardent/world_size/" + std::to_string(r);
       try {
-        store_->wait({key}, options_.timeout());
+        const auto timeout = options_.timeout();
+        // Bounded twice: the store's own wait, and BoundedStore's deadline a little later.
+        BoundedStore(store_,
+                     timeout + std::chrono::seconds(5))([key, timeout](c10d::Store& s) { s.wait({key}, timeout); });
       } catch (const std::exception&) {
         TORCH_CHECK(false, "ardent::distributed: rank ", rank_, ": rank ", r, " of WORLD_SIZE=", size_,
                     " did not join the rendezvous at ", where, " within ", options_.timeout().count() / 1000, " s");
       }
-      const auto value = store_->get(key);
+      const auto value = rendezvous_.get(key);
       const std::string theirs(value.begin(), value.end());
       TORCH_CHECK(theirs == text, "ardent::distributed: rank ", rank_, ": WORLD_SIZE is ", size_, " here but ", theirs,
                   " on rank ", r, " (rendezvous at ", where, "); every rank needs the same WORLD_SIZE");
@@ -323,19 +351,19 @@ class ProcessGroup {
     o.isServer = false;
     o.waitWorkers = false;
     o.timeout = std::chrono::seconds(5);
-    beat_store_ = c10::make_intrusive<c10d::TCPStore>(environment.master_addr, o);
+    beats_ = BoundedStore(c10::make_intrusive<c10d::TCPStore>(environment.master_addr, o), o.timeout);
     const auto period = std::chrono::duration<double>(options_.heartbeat_seconds());
     heartbeat_ = std::thread([this, period] {
       std::unique_lock<std::mutex> lock(mutex_);
       int64_t posted = 0;
       while (!stopping_) {
         try {
-          beat_store_->add("ardent/beat/" + std::to_string(rank_), 1);
+          beats_.add("ardent/beat/" + std::to_string(rank_), 1);
           const int64_t started = collectives_.load();
-          if (started != posted) beat_store_->add("ardent/at/" + std::to_string(rank_), started - posted);
+          if (started != posted) beats_.add("ardent/at/" + std::to_string(rank_), started - posted);
           posted = started;
         } catch (const std::exception&) {
-          return;  // the store (rank 0) is gone; the next collective reports it
+          return;  // the store (rank 0) is gone or stopped; the next collective reports it
         }
         wake_.wait_for(lock, period, [this] { return stopping_; });
       }
@@ -344,16 +372,16 @@ class ProcessGroup {
 
   /// " (rank 1 stopped: no heartbeat for 3 s)" etc., from the beats; empty when unknown.
   std::string peer_report() const {
-    if (!beat_store_) return "";
+    if (!beats_) return "";
     try {
       std::vector<int64_t> before(static_cast<std::size_t>(size_));
-      for (int64_t r = 0; r < size_; ++r) before[r] = beat_store_->add("ardent/beat/" + std::to_string(r), 0);
+      for (int64_t r = 0; r < size_; ++r) before[r] = beats_.add("ardent/beat/" + std::to_string(r), 0);
       const auto wait = std::chrono::duration<double>(3 * options_.heartbeat_seconds() + 1);
       std::this_thread::sleep_for(wait);
       std::string stopped;
       for (int64_t r = 0; r < size_; ++r) {
-        if (r != rank_ && beat_store_->add("ardent/beat/" + std::to_string(r), 0) == before[r]) {
-          stopped += (stopped.empty() ? "" : ", ") + std::to_string(r);
+        if (r != rank_ && beats_.add("ardent/beat/" + std::to_string(r), 0) == before[r]) {
+          stopped += fmt::format("; rank {} {} (no heartbeat for {:.0f} s)", r, diagnosis(r), wait.count());
         }
       }
       if (stopped.empty()) {
@@ -361,7 +389,7 @@ class ProcessGroup {
         const int64_t mine = collectives_.load();
         std::string behind;
         for (int64_t r = 0; r < size_; ++r) {
-          const auto at = beat_store_->add("ardent/at/" + std::to_string(r), 0);
+          const auto at = beats_.add("ardent/at/" + std::to_string(r), 0);
           if (r != rank_ && at < mine)
             behind += fmt::format("{}rank {} (at collective {})", behind.empty() ? "" : ", ", r, at);
         }
@@ -373,17 +401,61 @@ class ProcessGroup {
         return "; every other rank is alive, so one is hung or slower than the timeout (ARDENT_DIST_TIMEOUT=" +
                std::to_string(options_.timeout().count() / 1000) + " s)";
       }
-      return fmt::format("; rank {} stopped (no heartbeat for {:.0f} s): it died or was killed", stopped, wait.count());
+      return stopped;
+    } catch (const StoreNotResponding& e) {
+      return fmt::format(
+          "; the rendezvous store on rank 0 is not responding ({}): rank 0 is stopped (e.g. SIGSTOP) "
+          "or hung",
+          e.what());
     } catch (const std::exception&) {
       return "; the rendezvous store on rank 0 is unreachable: rank 0 died or was killed";
     }
+  }
+
+  /// Why rank `r` stopped beating, as far as this host can tell: a process on this machine is
+  /// looked up by its pid (gone: died or was killed; state T: stopped, e.g. SIGSTOP or a debugger).
+  std::string diagnosis(int64_t r) const {
+    constexpr const char* unknown = "is not responding: it died, was killed, or is stopped";
+    try {
+      const auto value = rendezvous_.get("ardent/process/" + std::to_string(r));
+      const std::string text(value.begin(), value.end());
+      const auto space = text.rfind(' ');
+      char host[256] = {};
+      ::gethostname(host, sizeof(host) - 1);
+      if (space == std::string::npos || text.substr(0, space) != host) return unknown;
+      const auto pid = static_cast<pid_t>(std::stol(text.substr(space + 1)));
+      if (::kill(pid, 0) != 0 && errno == ESRCH) return "died or was killed";
+      std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+      std::string line;
+      std::getline(stat, line);
+      const auto close = line.rfind(')');  // "pid (name) state ..."
+      if (close != std::string::npos && close + 2 < line.size() && (line[close + 2] == 'T' || line[close + 2] == 't'))
+        return "is stopped (SIGSTOP or a debugger): not responding";
+      return "is alive but not responding";
+    } catch (const std::exception&) {
+      return unknown;
+    }
+  }
+
+  /// A MASTER_ADDR that does not resolve gets its own message (else: a connection time-out on one
+  /// rank and a port "in use" on the other).
+  void check_resolves(const std::string& host) const {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    const int code = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
+    if (found != nullptr) ::freeaddrinfo(found);
+    TORCH_CHECK(code == 0, "ardent::distributed: rank ", rank_, " of ", size_, ": MASTER_ADDR '", host,
+                "' does not resolve to an address (", ::gai_strerror(code), ")");
   }
 
   int64_t rank_ = 0;
   int64_t size_ = 1;
   ProcessGroupOptions options_;
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::TCPStore> beat_store_;
+  BoundedStore rendezvous_;  // store_, each operation bounded by the timeout
+  BoundedStore beats_;       // the heartbeat's own connection
   c10::intrusive_ptr<c10d::ProcessGroup> backend_;
 #if defined(USE_C10D_NCCL)
   c10::intrusive_ptr<c10d::ProcessGroup> nccl_;

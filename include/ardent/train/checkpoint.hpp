@@ -10,7 +10,9 @@
 // `<stem>.prev<ext>` (a hard link), and only then is the new one renamed into place. A kill at any
 // moment leaves a readable checkpoint under `path` (the old or the new one).
 //
-// Reading (load_checkpoint): the CRC-32 of every record is checked (LibTorch's reader skips it),
+// Reading (load_checkpoint): the file is read as data, never run (io/module_archive.hpp: LibTorch's
+// torch::load would compile and run the TorchScript code stored in it); the CRC-32 of every record
+// is checked (LibTorch's reader skips it),
 // the stored run options are compared with the caller's, every tensor is read into a temporary and
 // its shape compared, and only then is anything changed: all or nothing. Every error names the file.
 
@@ -60,21 +62,6 @@ inline std::filesystem::path previous_checkpoint_path(const std::filesystem::pat
 
 namespace detail {
 
-/// Removes temporaries `<path>.tmp<pid>` that a killed process left behind (its pid no longer runs).
-inline void remove_stale_temporaries(const std::filesystem::path& path) {
-  const auto directory = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  const std::string prefix = path.filename().string() + ".tmp";
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(directory, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind(prefix, 0) != 0) continue;
-    const std::string pid = name.substr(prefix.size());
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
-    const auto id = static_cast<pid_t>(std::stol(pid));
-    if (id == ::getpid() || (::kill(id, 0) != 0 && errno == ESRCH)) std::filesystem::remove(entry.path(), ec);
-  }
-}
-
 /// Keeps the current checkpoint as the previous one (a hard link, else a copy), atomically.
 inline void keep_previous(const std::filesystem::path& path) {
   std::error_code ec;
@@ -122,8 +109,7 @@ inline void save_checkpoint(const Checkpoint& checkpoint, const std::filesystem:
     bytes.append(static_cast<const char*>(data), size);
     return size;
   });
-  detail::remove_stale_temporaries(path);
-  detail::remove_stale_temporaries(previous_checkpoint_path(path));
+  io::remove_stale_temporaries(previous_checkpoint_path(path));  // write_file_atomically does it for `path`
   io::write_file_atomically(path, bytes, who, [&](const std::filesystem::path& written) {
     const std::string back = io::read_file(written, who);
     TORCH_CHECK(back == bytes, who, ": '", written.string(), "' reads back different from what was written");
@@ -140,7 +126,7 @@ inline int64_t load_checkpoint(Checkpoint& checkpoint, const std::filesystem::pa
   constexpr const char* who = "ardent::train::load_checkpoint";
   std::error_code ec;
   TORCH_CHECK(std::filesystem::is_regular_file(path, ec), who, ": ", path.string(), ": no such file");
-  const std::string bytes = io::read_file(path, who);
+  std::string bytes = io::read_file(path, who);
   const auto prev = previous_checkpoint_path(path);
   const std::string fallback = std::filesystem::is_regular_file(prev, ec)
                                    ? " (the previous checkpoint '" + prev.string() + "' is kept: move it to '" +
@@ -153,28 +139,34 @@ inline int64_t load_checkpoint(Checkpoint& checkpoint, const std::filesystem::pa
     TORCH_CHECK(false, who, ": ", path.string(), ": corrupted or not an ardent checkpoint: ", io::detail::message_of(e),
                 fallback);
   }
-  auto archive = io::detail::open_module_archive(bytes, who, path);
+  // Read as data: no code stored in the file runs (io/module_archive.hpp).
+  const io::detail::ModuleArchive archive(std::move(bytes), who, path);
+  const auto& entries = archive.attributes(archive.root(), "the checkpoint");
   try {
-    c10::IValue epochs;
-    c10::IValue format;
-    c10::IValue options;
-    c10::IValue metrics;
-    TORCH_CHECK(archive.try_read("epochs_completed", epochs) && epochs.isInt(), "no 'epochs_completed' entry");
+    using Kind = io::detail::Value::Kind;
+    const auto entry = [&entries](std::string_view key, Kind kind) {
+      const auto* value = io::detail::ModuleArchive::attribute(entries, key);
+      return value != nullptr && value->kind == kind ? value : nullptr;
+    };
+    const auto* epochs = entry("epochs_completed", Kind::Int);
+    TORCH_CHECK(epochs != nullptr, "no 'epochs_completed' entry");
     std::map<std::string, std::string> stored;
     std::string stored_metrics;
-    if (archive.try_read("ardent_checkpoint", format)) {
-      TORCH_CHECK(format.isInt() && format.toInt() <= kCheckpointFormat, "checkpoint format ",
-                  format.isInt() ? std::to_string(format.toInt()) : "?", " is newer than this ardent's ",
+    if (const auto* format = io::detail::ModuleArchive::attribute(entries, "ardent_checkpoint"); format != nullptr) {
+      TORCH_CHECK(format->kind == Kind::Int && format->integer <= kCheckpointFormat, "checkpoint format ",
+                  format->kind == Kind::Int ? std::to_string(format->integer) : "?", " is newer than this ardent's ",
                   kCheckpointFormat);
-      TORCH_CHECK(archive.try_read("run_options", options) && options.isString(), "no 'run_options' entry");
-      TORCH_CHECK(archive.try_read("metrics", metrics) && metrics.isString(), "no 'metrics' entry");
-      const auto json = nlohmann::json::parse(options.toStringRef(), nullptr, /*allow_exceptions=*/false);
+      const auto* options = entry("run_options", Kind::String);
+      const auto* metrics = entry("metrics", Kind::String);
+      TORCH_CHECK(options != nullptr, "no 'run_options' entry");
+      TORCH_CHECK(metrics != nullptr, "no 'metrics' entry");
+      const auto json = nlohmann::json::parse(options->text, nullptr, /*allow_exceptions=*/false);
       TORCH_CHECK(json.is_object(), "'run_options' is not a JSON object");
       for (const auto& [key, value] : json.items()) {
         TORCH_CHECK(value.is_string(), "run option '", key, "' is not a string");
         stored[key] = value.get<std::string>();
       }
-      stored_metrics = metrics.toStringRef();
+      stored_metrics = metrics->text;
     }
     if (!stored.empty() && !checkpoint.run_options.empty()) {
       for (const auto& [key, value] : checkpoint.run_options) {
@@ -192,24 +184,32 @@ inline int64_t load_checkpoint(Checkpoint& checkpoint, const std::filesystem::pa
     io::detail::PendingLoad pending;
     for (auto& [name, module] : checkpoint.modules) {
       TORCH_CHECK(module != nullptr, "module '", name, "' is a null pointer");
-      torch::serialize::InputArchive sub;
-      if (!archive.try_read("module." + name, sub)) {
+      const auto* sub = entry("module." + name, Kind::Object);
+      if (sub == nullptr) {
         pending.missing.push_back("module." + name);
         continue;
       }
-      io::detail::read_module(*module, sub, name + ".", pending);
+      io::detail::read_module(archive, *module, *sub, name + ".", pending);
     }
     TORCH_CHECK(pending.ok(), "the checkpoint does not match the modules: ", pending.problems());
-    torch::Tensor rng;
-    TORCH_CHECK(archive.try_read("rng_state", rng, /*is_buffer=*/true) && rng.defined(), "no 'rng_state' entry");
+    const auto* rng_entry = entry("rng_state", Kind::Tensor);
+    TORCH_CHECK(rng_entry != nullptr, "no 'rng_state' entry");
+    const torch::Tensor rng = rng_entry->tensor.contiguous();
     auto generator = at::detail::getDefaultCPUGenerator();
     const torch::Tensor rng_before = generator.get_state();
     generator.set_state(rng);  // validates the state; undone below on any later failure
     if (checkpoint.optimizer != nullptr) {
-      torch::serialize::InputArchive sub;
-      if (!archive.try_read("optimizer", sub)) {
+      const auto* optimizer_entry = entry("optimizer", Kind::Object);
+      if (optimizer_entry == nullptr) {
         generator.set_state(rng_before);
         TORCH_CHECK(false, "no 'optimizer' entry");
+      }
+      torch::serialize::InputArchive sub;
+      try {
+        sub = io::detail::input_archive(archive, *optimizer_entry, "the optimizer");
+      } catch (...) {
+        generator.set_state(rng_before);
+        throw;
       }
       // The optimizer loads in place: keep its state to put it back if the load fails.
       torch::serialize::OutputArchive saved;
@@ -228,7 +228,7 @@ inline int64_t load_checkpoint(Checkpoint& checkpoint, const std::filesystem::pa
       }
     }
     pending.commit();
-    checkpoint.epochs_completed = epochs.toInt();
+    checkpoint.epochs_completed = epochs->integer;
     checkpoint.metrics = stored_metrics;
     return checkpoint.epochs_completed;
   } catch (const std::exception& e) {

@@ -1,6 +1,6 @@
 #pragma once
-// Per-epoch metrics as CSV (one row per epoch, appended as training goes, so a crash loses nothing
-// already written) and a final JSON report. train_loop also keeps the rows in the checkpoint and
+// Per-epoch metrics as CSV (one row per epoch, added as training goes, each write atomic, so a
+// crash loses nothing already written) and a final JSON report. train_loop also keeps the rows in the checkpoint and
 // rewrites the file from it on resume (replace()), so that the file and the checkpoint agree
 // after a kill at any moment.
 
@@ -77,12 +77,13 @@ class MetricsLog {
     return out.str();
   }
 
-  /// Appends one row.
+  /// Appends one row: the file is rewritten with it, atomically, like every file ardent writes (a
+  /// kill or a full disk leaves the rows before it intact; the file holds one row per epoch).
   void append(const std::map<std::string, double>& values) {
-    std::ofstream out(path_, std::ios::app);
-    out << row(values);
-    out.flush();
-    TORCH_CHECK(out.good(), "ardent::train::MetricsLog: ", path_.string(), ": write failed");
+    std::error_code ec;
+    const std::string before = std::filesystem::exists(path_, ec) ? io::read_file(path_, "ardent::train::MetricsLog")
+                                                                  : header();
+    replace(before + row(values));
   }
 
   /// Replaces the whole file by `content` (a header and rows) atomically.

@@ -11,6 +11,8 @@
 //   freeing them never recurses (a list nested 200,000 deep cannot overflow the stack) and a list
 //   or dict that contains itself is freed like any other value;
 // - containers nest at most kMaxPickleDepth levels (checked as each value is added to one);
+// - the values made, the stack and the memo hold at most read_limits().max_pickle_values entries
+//   each (a pickle of 20 million one-byte None opcodes would otherwise take 3 GB);
 // - a tensor is a view of its storage, as in PyTorch, so a tensor of size [2^31] and stride [0]
 //   costs one element, and a storage costs exactly its record's bytes, whose size the zip
 //   directory bounds by the file's size before anything is allocated (see zip.hpp);
@@ -18,6 +20,7 @@
 //   that uses them, and a record's size is compared with the pickle's claim before any copy.
 
 #include "ardent/io/detail/zip.hpp"
+#include "ardent/io/limits.hpp"
 
 #include <torch/torch.h>
 
@@ -56,6 +59,7 @@ struct Value {
   std::vector<Value*> items;                    // Tuple, List
   std::vector<std::pair<Value*, Value*>> dict;  // Dict, in insertion order
   torch::Tensor tensor;                         // Storage (1-D), Tensor
+  Value* state = nullptr;                       // Object: what BUILD gave it (a module's attributes)
   std::size_t depth = 1;                        // 1 + the deepest value added to this container
 };
 
@@ -143,7 +147,13 @@ class Unpickler {
  private:
   using K = Value::Kind;
 
+  static void check_count(std::size_t count, const char* what) {
+    TORCH_CHECK(count < read_limits().max_pickle_values(),
+                "pickle data makes more than max_pickle_values = ", read_limits().max_pickle_values(), " ", what,
+                kRaiseLimitHint);
+  }
   Value* make(K kind) {
+    check_count(arena_.size(), "values");
     arena_.push_back(std::make_unique<Value>());
     arena_.back()->kind = kind;
     return arena_.back().get();
@@ -174,7 +184,10 @@ class Unpickler {
     ++pos_;
     return s;
   }
-  void push(Value* v) { stack_.push_back(v); }
+  void push(Value* v) {
+    check_count(stack_.size(), "stack entries");
+    stack_.push_back(v);
+  }
   Value* pop() {
     TORCH_CHECK(!stack_.empty() && (marks_.empty() || stack_.size() > marks_.back()),
                 "malformed pickle: stack underflow at byte ", pos_);
@@ -195,7 +208,10 @@ class Unpickler {
     stack_.resize(mark);
     return items;
   }
-  void memo_put(uint64_t id) { memo_[id] = top(); }
+  void memo_put(uint64_t id) {
+    if (memo_.count(id) == 0) check_count(memo_.size(), "memo entries");
+    memo_[id] = top();
+  }
   Value* memo_get(uint64_t id) {
     auto it = memo_.find(id);
     TORCH_CHECK(it != memo_.end(), "malformed pickle: memo entry ", id, " read before it was written");
@@ -372,6 +388,7 @@ class Unpickler {
         take(8);
         break;
       case '(':  // MARK
+        check_count(marks_.size(), "marks");
         marks_.push_back(stack_.size());
         break;
       case '0':  // POP
@@ -539,10 +556,15 @@ class Unpickler {
         push(reduce(cls, make(K::Tuple)));
         break;
       }
-      case 'b':  // BUILD: an OrderedDict's _metadata or an opaque object's state, not needed
-        pop();
-        top();
+      case 'b': {  // BUILD: an object's state (a module's attributes); an OrderedDict's _metadata is dropped
+        auto* state = pop();
+        auto* object = top();
+        if (object->kind == K::Object && object->state == nullptr) {
+          nest(object, state);
+          object->state = state;
+        }
         break;
+      }
       case 'Q': {  // BINPERSID
         auto* pid = pop();
         push(persistent_load(pid));

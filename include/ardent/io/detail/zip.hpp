@@ -7,6 +7,8 @@
 // compared with its data. LibTorch's PyTorchStreamReader skips the CRC check, so without this a
 // flipped bit in a tensor loads silently.
 
+#include "ardent/io/limits.hpp"
+
 #include <torch/torch.h>
 
 #include <fmt/format.h>
@@ -72,6 +74,9 @@ inline std::map<std::string, ZipEntry> zip_directory(std::string_view bytes) {
               " entries at byte ", directory, " does not fit in the file");
   std::map<std::string, ZipEntry> out;
   uint64_t at = directory;
+  // What the deflated records inflate to, together, bounded by max_inflation times the file.
+  uint64_t inflated = 0;
+  const uint64_t most = inflation_bound(bytes.size());
   for (uint64_t i = 0; i < count; ++i) {
     TORCH_CHECK(read_le(bytes, at, 4) == 0x02014b50, "zip directory entry ", i, " is damaged (byte ", at, ")");
     ZipEntry e;
@@ -111,6 +116,12 @@ inline std::map<std::string, ZipEntry> zip_directory(std::string_view bytes) {
                 "' claims ", e.compressed, " bytes at byte ", e.local_header, ", beyond the file's ", bytes.size());
     TORCH_CHECK(e.method == 0 ? e.uncompressed == e.compressed : e.uncompressed / kMaxDeflateRatio <= e.compressed,
                 "zip record '", name, "' claims ", e.uncompressed, " bytes from ", e.compressed, " stored ones");
+    if (e.method == 8) {
+      TORCH_CHECK(!__builtin_add_overflow(inflated, e.uncompressed, &inflated) && inflated <= most, "zip record '",
+                  name, "' inflates the archive's compressed records to ", inflated,
+                  " bytes or more, more than max_inflation = ", read_limits().max_inflation(), " times the file's ",
+                  bytes.size(), " bytes (at least 1 MiB)", kRaiseLimitHint);
+    }
     const auto slash = name.find('/');
     out[slash == std::string::npos ? name : name.substr(slash + 1)] = e;
     at += 46 + name_length + extra_length + comment_length;
