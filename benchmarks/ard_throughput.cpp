@@ -37,7 +37,7 @@ int run(Teacher teacher, Student student, const std::vector<int64_t>& shape, con
   int64_t step = 0;
   double waited = 0;
   auto start = std::chrono::steady_clock::now();
-  for (auto&& [x, y] : batches) {
+  for (auto&& [x, y, indices] : batches) {
     if (step == warmup) {
       world.barrier();
       start = std::chrono::steady_clock::now();

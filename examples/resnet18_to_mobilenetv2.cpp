@@ -69,10 +69,10 @@ class AugmentedBatches {
     ardent::data::ShuffledBatches::Iterator inner;
     at::Generator generator;
     bool augment;
-    std::pair<torch::Tensor, torch::Tensor> operator*() const {
-      auto [x, y] = *inner;
-      if (!augment) return {x, y};
-      return {ardent::data::random_crop_flip(x, 4, generator), y};
+    ardent::Batch operator*() const {
+      auto batch = *inner;
+      if (augment) batch.inputs = ardent::data::random_crop_flip(batch.inputs, 4, generator);
+      return batch;
     }
     Iterator& operator++() {
       ++inner;

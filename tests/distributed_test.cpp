@@ -104,7 +104,7 @@ TEST_CASE("distributed: sharded batches give every rank the same number of steps
       ardent::data::ShuffledBatches batches(torch::zeros({45, 1}), torch::arange(45, torch::kLong), 4, 3);
       batches.set_shard(r, ranks);
       int64_t mine = 0;
-      for (auto&& [x, y] : batches) {
+      for (auto&& [x, y, indices] : batches) {
         CHECK(y.numel() > 0);
         for (int64_t i = 0; i < y.numel(); ++i) seen.push_back(y[i].item<int64_t>());
         ++mine;

@@ -57,10 +57,12 @@ TEST_CASE("ShuffledBatches: every sample once per epoch, in an order fixed by (s
   ardent::data::ShuffledBatches b(x, y, 4, 3);
   std::vector<int64_t> first;
   std::vector<int64_t> second;
-  for (const auto& [xb, yb] : a) {
+  for (const auto& batch : a) {
+    const auto& yb = batch.labels;
     for (int64_t i = 0; i < yb.size(0); ++i) first.push_back(yb[i].item<int64_t>());
   }
-  for (const auto& [xb, yb] : a) {
+  for (const auto& batch : a) {
+    const auto& yb = batch.labels;
     for (int64_t i = 0; i < yb.size(0); ++i) second.push_back(yb[i].item<int64_t>());
   }
   CHECK(first.size() == 10);
@@ -68,7 +70,8 @@ TEST_CASE("ShuffledBatches: every sample once per epoch, in an order fixed by (s
   CHECK(first != second);  // a new order each epoch
   b.set_epoch(1);
   std::vector<int64_t> resumed;
-  for (const auto& [xb, yb] : b) {
+  for (const auto& batch : b) {
+    const auto& yb = batch.labels;
     for (int64_t i = 0; i < yb.size(0); ++i) resumed.push_back(yb[i].item<int64_t>());
   }
   CHECK(resumed == second);  // epoch 1's order, whoever asks for it

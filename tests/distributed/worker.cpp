@@ -183,7 +183,7 @@ void shard(const Args& a) {
   batches.set_shard(world.rank(), world.size());
   batches.set_epoch(3);
   std::vector<torch::Tensor> ids;
-  for (auto&& [x, y] : batches) ids.push_back(y);
+  for (auto&& batch : batches) ids.push_back(batch.labels);
   torch::save(ids, (std::filesystem::path(a.out) / fmt::format("shard.rank{}.pt", world.rank())).string());
 }
 
