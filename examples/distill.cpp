@@ -58,6 +58,9 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
                       {"lr", fmt::format("{}", s.lr)},
                       {"limit", std::to_string(s.limit)},
                       {"seed", std::to_string(s.seed)}};
+  // Opt-in: one process, or data-parallel across those scripts/launch.sh or torchrun started.
+  const ardent::distributed::DataParallelLoop parallel(ardent::distributed::world());
+  loop.parallel = &parallel;
   const auto history = ardent::train::train_loop(trainer, batches, optimizer, std::move(modules), loop);
   if (!examples::main_rank()) return;
   torch::save(student, (dir / "student.pt").string());
@@ -159,7 +162,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--out", s.out, "Output directory")->capture_default_str();
-  app.add_flag("--resume", s.resume, "Continue from <out>/checkpoint.pt");
+  examples::add_resume_option(app, s.resume);
   CLI11_PARSE(app, argc, argv);
   if (alpha_option->count() == 0 && s.recipe == "kd") s.alpha = 0.9;
   if (s.temperature == 0)

@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "LibTorch threads (default: all cores)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
-  app.add_flag("--resume", resume, "Continue from <out>/checkpoint.pt");
+  examples::add_resume_option(app, resume);
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -92,6 +92,9 @@ int main(int argc, char** argv) {
                         {"seed", std::to_string(seed)}};
     fmt::print("{} training of SmallCNN (width {}) on {} images, epsilon {}, {} epochs\n", method, width,
                train.images.size(0), epsilon, epochs);
+    // Opt-in: one process, or data-parallel across those scripts/launch.sh or torchrun started.
+    const ardent::distributed::DataParallelLoop parallel(ardent::distributed::world());
+    loop.parallel = &parallel;
     const auto history = ardent::train::train_loop(trainer, batches, optimizer, {{"model", model.ptr()}}, loop);
     if (!examples::main_rank()) return 0;
 

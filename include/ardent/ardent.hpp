@@ -1,5 +1,6 @@
 #pragma once
-// ardent: adversarially robust knowledge distillation on LibTorch. The umbrella header.
+// ardent: adversarially robust knowledge distillation on LibTorch. The umbrella header; training across
+// processes is the separate component <ardent/distributed.hpp> (c10d and Gloo).
 
 #include "ardent/version.hpp"
 
@@ -53,11 +54,6 @@
 #include "ardent/data/labelled_images.hpp"
 #include "ardent/data/mnist.hpp"
 
-#include "ardent/distributed/data_parallel.hpp"
-#include "ardent/distributed/process_group.hpp"
-#include "ardent/distributed/sharding.hpp"
-#include "ardent/distributed/sync_batch_norm.hpp"
-
 #include "ardent/io/atomic_file.hpp"
 #include "ardent/io/module_archive.hpp"
 #include "ardent/io/state_dict.hpp"
@@ -72,4 +68,5 @@
 #include "ardent/train/checkpoint.hpp"
 #include "ardent/train/loop.hpp"
 #include "ardent/train/metrics.hpp"
+#include "ardent/train/parallel.hpp"
 #include "ardent/train/progress.hpp"
