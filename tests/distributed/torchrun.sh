@@ -31,7 +31,7 @@ free_port() {
 torchrun=("$python" -m torch.distributed.run --nproc_per_node 2 --redirects 9:0 --tee 9:0 --no_python)
 
 "$train_teacher" --out "$work/teacher" --epochs 1 --limit 256 --width 2 --steps 1 --eval-limit 32 --threads 1
-run=(--teacher "$work/teacher/teacher.pt" --teacher-width 2 --width 2 --limit 1024 --batch-size 64 --steps 2
+run=(--recipe rslad --teacher "$work/teacher/teacher.pt" --teacher-width 2 --width 2 --limit 1024 --batch-size 64 --steps 2
      --epochs 3 --eval-limit 64 --threads 1)
 
 "${torchrun[@]}" --master_port "$(free_port)" --max_restarts 0 "$distill" "${run[@]}" --out "$work/straight" \
