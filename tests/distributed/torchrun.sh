@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # torchrun launches ardent's example programs as scripts/launch.sh does, and its elastic restart
 # continues a run exactly (ctest: distributed.torchrun_restart):
-#   torchrun.sh PYTHON TRAIN_TEACHER DISTILL LAUNCH_SH WORKDIR
+#   torchrun.sh PYTHON TEACHER DISTILL LAUNCH_SH WORKDIR   (TEACHER: models/fashion_teacher.pt)
 # An uninterrupted 2-process distill run, then the same run in which rank 1 is killed (SIGKILL) in
 # the second epoch: torchrun (--max_restarts 1) restarts both workers, which resume from
 # <out>/checkpoint.pt on their own (TORCHELASTIC_RESTART_COUNT=1). The students must be the same
 # file byte for byte, and so must metrics.csv without its wall-clock "seconds" column. The same
 # with scripts/launch.sh --max-restarts 1.
 set -euo pipefail
-python="$1"; train_teacher="$2"; distill="$3"; launch="$4"; work="$5/torchrun"
+python="$1"; teacher="$2"; distill="$3"; launch="$4"; work="$5/torchrun"
 rm -rf "$work"; mkdir -p "$work"
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE ARDENT_DIST_TIMEOUT=60
 unset RANK WORLD_SIZE LOCAL_RANK MASTER_ADDR MASTER_PORT TORCHELASTIC_RESTART_COUNT
@@ -30,8 +30,7 @@ free_port() {
 # IntFlag); a mapping that names no local rank means "none" and avoids it.
 torchrun=("$python" -m torch.distributed.run --nproc_per_node 2 --redirects 9:0 --tee 9:0 --no_python)
 
-"$train_teacher" --out "$work/teacher" --epochs 1 --limit 256 --width 2 --steps 1 --eval-limit 32 --threads 1
-run=(--recipe rslad --teacher "$work/teacher/teacher.pt" --teacher-width 2 --width 2 --limit 1024 --batch-size 64 --steps 2
+run=(--recipe rslad --teacher "$teacher" --width 4 --limit 1024 --batch-size 64 --steps 2
      --epochs 3 --eval-limit 64 --threads 1)
 
 "${torchrun[@]}" --master_port "$(free_port)" --max_restarts 0 "$distill" "${run[@]}" --out "$work/straight" \
