@@ -179,7 +179,8 @@ TEST_CASE("ImageFolderBatches: ShuffledBatches' order and shards, with indices, 
   // The reference: ShuffledBatches over the decoded images, at the global batch 2 x 3.
   ardent::data::ShuffledBatches reference(all, set.labels(), 6, 11);
   reference.set_epoch(2);
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> expected(reference.begin(), reference.end());
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> expected;
+  for (auto&& batch : reference) expected.push_back(batch);
 
   for (int64_t workers : {0, 2}) {
     std::vector<std::vector<ardent::data::ImageBatch>> ranks(2);
@@ -210,7 +211,7 @@ TEST_CASE("ImageFolderBatches: ShuffledBatches' order and shards, with indices, 
   }
 
   // Augmentation depends on (seed, epoch, batch) only: two loaders agree.
-  const auto options = ardent::data::ImageFolderBatchesOptions().workers(2).augment_padding(2);
+  auto options = ardent::data::ImageFolderBatchesOptions().workers(2).augment_padding(2);
   ardent::data::ImageFolderBatches first(set, 4, 5, options);
   ardent::data::ImageFolderBatches second(set, 4, 5, options.workers(1));
   auto a = first.begin();
