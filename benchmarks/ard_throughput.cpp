@@ -8,6 +8,7 @@
 // images per second over the S timed steps, and the share of that time spent waiting for gradient
 // all-reduces at the end of backward passes (the communication that backward did not hide).
 #include <ardent/ardent.hpp>
+#include <ardent/distributed.hpp>
 
 #include <CLI/CLI.hpp>
 

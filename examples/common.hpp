@@ -5,6 +5,7 @@
 // test set and the counts are summed, and only rank 0 writes to stdout and to files.
 
 #include <ardent/ardent.hpp>
+#include <ardent/distributed.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -69,6 +70,36 @@ inline void set_threads(int threads) {
   fmt::print("LibTorch {}, {} threads{}{}\n", TORCH_VERSION, torch::get_num_threads(),
              world.size() > 1 ? fmt::format(" x {} processes", world.size()) : "",
              kept ? ", freed memory kept for reuse" : "");
+}
+
+/// How many times torchrun restarted this worker's group after a failure (its
+/// TORCHELASTIC_RESTART_COUNT; 0 when unset, as at a first start). A malformed value is a
+/// command-line error (exit code 105, like a bad option).
+inline int64_t restart_count() {
+  const char* value = std::getenv("TORCHELASTIC_RESTART_COUNT");
+  if (value == nullptr || *value == '\0') return 0;
+  char* end = nullptr;
+  const long long count = std::strtoll(value, &end, 10);
+  if (*end != '\0' || count < 0) {
+    throw CLI::ValidationError("TORCHELASTIC_RESTART_COUNT",
+                               fmt::format("environment variable is '{}', expected an integer >= 0", value));
+  }
+  return count;
+}
+
+/// `--resume` or `--resume auto`: continue from <out>/checkpoint.pt when it exists, start fresh
+/// otherwise. A worker that torchrun (or scripts/launch.sh --max-restarts) restarted behaves as
+/// `--resume auto` without the flag, so that an elastic restart continues the run.
+inline void add_resume_option(CLI::App& app, bool& resume) {
+  app.add_option_function<std::string>(
+         "--resume", [&resume](const std::string&) { resume = true; },
+         "Continue from <out>/checkpoint.pt if it exists ('auto' says so explicitly; implied when torchrun "
+         "restarted this worker)")
+      ->expected(0, 1)
+      ->check(CLI::IsMember({"auto"}));
+  app.parse_complete_callback([&resume] {
+    if (restart_count() > 0) resume = true;
+  });
 }
 
 /// Accuracy on (x, y) after `attack`, in batches (each rank its shard); the model is left in the

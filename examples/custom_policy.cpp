@@ -79,6 +79,9 @@ void distill(const examples::Subset& train, const examples::Subset& test, ardent
   ardent::train::LoopOptions loop;
   loop.epochs = epochs;
   loop.progress_every = 20;
+  // Opt-in: one process, or data-parallel across those scripts/launch.sh or torchrun started.
+  const ardent::distributed::DataParallelLoop parallel(ardent::distributed::world());
+  loop.parallel = &parallel;
   ardent::train::train_loop(distiller, batches, optimizer, {}, loop);
 
   fmt::print("student distilled with R+FGSM on {} images: clean {:.2f}%, PGD-20 {:.2f}% on {} test images\n",

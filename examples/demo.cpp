@@ -33,6 +33,9 @@ void train(Trainer& trainer, const examples::Subset& data, const Settings& s, co
   loop.epochs = s.epochs;
   loop.progress_every = 100;
   const auto start = std::chrono::steady_clock::now();
+  // Opt-in: one process, or data-parallel across those scripts/launch.sh or torchrun started.
+  const ardent::distributed::DataParallelLoop parallel(ardent::distributed::world());
+  loop.parallel = &parallel;
   const auto history = ardent::train::train_loop(trainer, batches, optimizer, {}, loop);
   fmt::print("{}: {} epoch(s) on {} images, final training loss {:.4f}, {:.0f} s\n", what, s.epochs,
              data.images.size(0), history.back().at("train_loss"),

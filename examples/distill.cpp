@@ -65,6 +65,9 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
                       {"limit", std::to_string(s.limit)},
                       {"seed", std::to_string(s.seed)}};
   loop.run_options.merge(examples::mnist_digests(s.data_dir));
+  // Opt-in: one process, or data-parallel across those scripts/launch.sh or torchrun started.
+  const ardent::distributed::DataParallelLoop parallel(ardent::distributed::world());
+  loop.parallel = &parallel;
   const auto history = ardent::train::train_loop(trainer, batches, optimizer, std::move(modules), loop, guard);
   if (!examples::main_rank()) return;
   ardent::save_module(student, dir / "student.pt");  // atomically, as every file the run writes
@@ -197,7 +200,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--out", s.out, "Output directory")->capture_default_str();
-  app.add_flag("--resume", s.resume, "Continue from <out>/checkpoint.pt");
+  examples::add_resume_option(app, s.resume);
   app.add_flag("--overwrite", s.overwrite, "Replace the run in --out (without it, an existing run is refused)");
   CLI11_PARSE(app, argc, argv);
   if (alpha_option->count() == 0 && s.recipe == "kd") s.alpha = 0.9;

@@ -12,6 +12,7 @@
 
 #include <ardent/ardent.hpp>
 #include <ardent/data/cifar.hpp>
+#include <ardent/distributed.hpp>
 #include <ardent/eval/autoattack.hpp>
 #include <ardent/eval/evaluate.hpp>
 

@@ -120,7 +120,10 @@ void train_and_save(Trainer& trainer, M& model, const std::string& name, const e
   auto loop = examples::epoch_loop(model, test, s.epsilon, dir, s.epochs, s.resume, /*guard=*/nullptr,
                                    /*eval_batch_size=*/100);
   loop.progress_every = 20;
-  loop.sync_batch_norm = s.sync_batch_norm;
+  // Opt-in: one process, or data-parallel across those scripts/launch.sh or torchrun started.
+  const ardent::distributed::DataParallelLoop parallel(
+      ardent::distributed::world(), ardent::distributed::DataParallelLoopOptions().sync_batch_norm(s.sync_batch_norm));
+  loop.parallel = &parallel;
   // What defines the run: resuming with other values is refused (epochs may grow).
   loop.run_options = {{"dataset", s.dataset},
                       {"recipe", s.recipe},
@@ -245,7 +248,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--out", s.out, "Output directory (student.pt or teacher.pt, checkpoint.pt, metrics.csv, report.json)")
       ->capture_default_str();
-  app.add_flag("--resume", s.resume, "Continue from <out>/checkpoint.pt");
+  examples::add_resume_option(app, s.resume);
   app.add_flag("--overwrite", s.overwrite, "Replace the run in --out (without it, an existing run is refused)");
   CLI11_PARSE(app, argc, argv);
   if (s.dataset == "fashion-mnist" && s.data_dir.empty() && s.synthetic == 0) {

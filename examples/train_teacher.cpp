@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "LibTorch threads (default: all cores)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
-  app.add_flag("--resume", resume, "Continue from <out>/checkpoint.pt");
+  examples::add_resume_option(app, resume);
   app.add_flag("--overwrite", overwrite, "Replace the run in --out (without it, an existing run is refused)");
   CLI11_PARSE(app, argc, argv);
 
@@ -101,6 +101,9 @@ int main(int argc, char** argv) {
                  train.images.size(0), epsilon, epochs);
       std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"model", model.ptr()}};
       if (!memory.is_empty()) modules.emplace("perturbations", memory.ptr());
+      // Opt-in: one process, or data-parallel across those scripts/launch.sh or torchrun started.
+      const ardent::distributed::DataParallelLoop parallel(ardent::distributed::world());
+      loop.parallel = &parallel;
       // The method is a policy type: one trainer type for each.
       const auto train_with = [&](auto trainer) {
         return ardent::train::train_loop(trainer, batches, optimizer, modules, loop, hooks);

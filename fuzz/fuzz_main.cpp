@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     if (chosen == "idx") return &ardent_fuzz::idx;
     if (chosen == "cifar") return &ardent_fuzz::cifar;
     if (chosen == "checkpoint") return &ardent_fuzz::checkpoint;
-    std::fprintf(stderr, "ARDENT_FUZZ_TARGET must be state_dict, idx, cifar or checkpoint\n");
+    if (chosen == "image") return &ardent_fuzz::image;
+    std::fprintf(stderr, "ARDENT_FUZZ_TARGET must be state_dict, idx, cifar, checkpoint or image\n");
     std::abort();
   }();
   target(data, size);

@@ -14,9 +14,10 @@ int main(int argc, char** argv) {
   const std::map<std::string, void (*)(const uint8_t*, std::size_t)> targets{{"state_dict", ardent_fuzz::state_dict},
                                                                              {"idx", ardent_fuzz::idx},
                                                                              {"cifar", ardent_fuzz::cifar},
-                                                                             {"checkpoint", ardent_fuzz::checkpoint}};
+                                                                             {"checkpoint", ardent_fuzz::checkpoint},
+                                                                             {"image", ardent_fuzz::image}};
   if (argc < 3 || targets.count(argv[1]) == 0) {
-    fmt::print(stderr, "usage: {} state_dict|idx|cifar|checkpoint <file or directory>...\n", argv[0]);
+    fmt::print(stderr, "usage: {} state_dict|idx|cifar|checkpoint|image <file or directory>...\n", argv[0]);
     return 2;
   }
   torch::set_num_threads(1);

@@ -5,6 +5,7 @@
 // scripts/fuzz.sh) and by the corpus replay (fuzz/replay.cpp, ctest label `fuzz`).
 
 #include <ardent/data/cifar.hpp>
+#include <ardent/data/image_decode.hpp>
 #include <ardent/data/mnist.hpp>
 #include <ardent/io/state_dict.hpp>
 #include <ardent/models/small_cnn.hpp>
@@ -75,6 +76,17 @@ inline void cifar(const uint8_t* data, std::size_t size) {
   for (const auto& layout : {Layout{"cifar10", 1, 0, 10}, Layout{"cifar100", 2, 1, 100}}) {
     try {
       (void)ardent::data::detail::parse_cifar_records(bytes, layout, "fuzz");
+    } catch (const std::exception&) {
+    }
+  }
+}
+
+/// The image decoder (data::ImageFolder's entry point): PNG and JPEG, RGB and luma.
+inline void image(const uint8_t* data, std::size_t size) {
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  for (int64_t channels : {3, 1}) {
+    try {
+      (void)ardent::data::decode_image(bytes, "fuzz", channels).sum();
     } catch (const std::exception&) {
     }
   }

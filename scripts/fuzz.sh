@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes ardent's file readers with AFL++ (Debian package afl++), each target for N minutes:
 #   scripts/fuzz.sh [minutes per target, default 10] [target...]
-# Targets: state_dict idx cifar checkpoint (default: all). One binary (fuzz/fuzz_main.cpp, the
+# Targets: state_dict idx cifar checkpoint image (default: all). One binary (fuzz/fuzz_main.cpp, the
 # target chosen by ARDENT_FUZZ_TARGET) is compiled by g++ through AFL++'s afl-as instrumentation
 # (AFL_CC_COMPILER=GCC afl-g++; Debian's afl-g++-fast plugin refuses this g++ build, "GCC and
 # plugin have incompatible versions"), with AddressSanitizer and UndefinedBehaviorSanitizer; afl-fuzz
@@ -16,7 +16,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 minutes="${1:-10}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(state_dict idx cifar checkpoint)
+[ ${#targets[@]} -eq 0 ] && targets=(state_dict idx cifar checkpoint image)
 build="${ARDENT_FUZZ_BUILD_DIR:-$root/build-fuzz}"
 runs="$root/fuzz/runs"
 mkdir -p "$build" "$runs"
@@ -37,7 +37,7 @@ if [ ! -x "$binary" ] || [ "$root/fuzz/targets.hpp" -nt "$binary" ] || [ "$root/
   AFL_QUIET=1 AFL_CC_COMPILER=GCC afl-g++ -std=c++20 -O1 "${sanitizers[@]}" $defines $includes \
     -c "$root/fuzz/fuzz_main.cpp" -o "$binary.o"
   g++ "${sanitizers[@]}" "$binary.o" -o "$binary" \
-    -ltorch -ltorch_cpu -lc10 -lfmt -lz
+    -ltorch -ltorch_cpu -lc10 -lfmt -lz -lpng -ljpeg
 fi
 
 for target in "${targets[@]}"; do

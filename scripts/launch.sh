@@ -5,14 +5,18 @@
 #   scripts/launch.sh --nproc 2 build/examples/distill --teacher t.pt --out runs/ard2
 #
 # Options: --nproc N (required), --master-port P (default: $MASTER_PORT, or a free port),
-# --threads T (OMP_NUM_THREADS of each process, default: cores / N, at least 1).
+# --threads T (OMP_NUM_THREADS of each process, default: cores / N, at least 1),
+# --max-restarts R (default 0).
 # When a process exits with an error or a signal, the others are stopped (SIGTERM, then SIGKILL
-# after 10 s) and launch.sh exits with that status, naming the rank. Across machines, run
+# after 10 s) and launch.sh exits with that status, naming the rank; with --max-restarts R it first
+# starts all N again, up to R times, as torchrun's elastic agent does, with
+# TORCHELASTIC_RESTART_COUNT=1, 2, ... (ardent's programs then resume from their checkpoint). Across machines, run
 # PROGRAM under any launcher that sets the same variables (see docs/distributed.md).
 set -uo pipefail
 
-usage() { echo "usage: $0 --nproc N [--master-port P] [--threads T] PROGRAM [ARGS...]" >&2; exit 2; }
+usage() { echo "usage: $0 --nproc N [--master-port P] [--threads T] [--max-restarts R] PROGRAM [ARGS...]" >&2; exit 2; }
 nproc_=""
+max_restarts=0
 port="${MASTER_PORT:-}"
 threads=""
 while [ $# -gt 0 ]; do
@@ -23,6 +27,8 @@ while [ $# -gt 0 ]; do
     --master-port=*) port="${1#*=}"; shift ;;
     --threads) [ $# -ge 2 ] || usage; threads="$2"; shift 2 ;;
     --threads=*) threads="${1#*=}"; shift ;;
+    --max-restarts) [ $# -ge 2 ] || usage; max_restarts="$2"; shift 2 ;;
+    --max-restarts=*) max_restarts="${1#*=}"; shift ;;
     -h|--help) usage ;;
     --) shift; break ;;
     *) break ;;
@@ -30,6 +36,7 @@ while [ $# -gt 0 ]; do
 done
 [ $# -ge 1 ] || usage
 [[ "$nproc_" =~ ^[1-9][0-9]*$ ]] || { echo "launch.sh: --nproc is '$nproc_', expected an integer >= 1" >&2; exit 2; }
+[[ "$max_restarts" =~ ^[0-9]+$ ]] || { echo "launch.sh: --max-restarts is '$max_restarts', expected an integer >= 0" >&2; exit 2; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if [ -z "$port" ]; then
@@ -59,29 +66,48 @@ stop_all() {
 }
 trap 'echo "launch.sh: interrupted; stopping all ranks" >&2; stop_all; exit 130' INT TERM
 
-for ((rank = 0; rank < nproc_; ++rank)); do
-  RANK=$rank WORLD_SIZE=$nproc_ LOCAL_RANK=$rank LOCAL_WORLD_SIZE=$nproc_ MASTER_ADDR=127.0.0.1 \
-    MASTER_PORT=$port OMP_NUM_THREADS=$threads "$@" &
-  pids+=($!)
-  rank_of[$!]=$rank
-done
+# Starts the N ranks, waits for them; returns 0, or the first failure's status after stopping the rest.
+run_group() {
+  pids=()
+  rank_of=()
+  done_=()
+  for ((rank = 0; rank < nproc_; ++rank)); do
+    RANK=$rank WORLD_SIZE=$nproc_ LOCAL_RANK=$rank LOCAL_WORLD_SIZE=$nproc_ MASTER_ADDR=127.0.0.1 \
+      MASTER_PORT=$port OMP_NUM_THREADS=$threads TORCHELASTIC_RESTART_COUNT=$restart "$@" &
+    pids+=($!)
+    rank_of[$!]=$rank
+  done
+  remaining=$nproc_
+  while [ "$remaining" -gt 0 ]; do
+    finished=""
+    running=()
+    for pid in "${pids[@]}"; do [ -n "${done_[$pid]:-}" ] || running+=("$pid"); done
+    wait -n -p finished "${running[@]}"
+    status=$?
+    [ -n "$finished" ] || continue
+    done_[$finished]=1
+    remaining=$((remaining - 1))
+    if [ "$status" -ne 0 ]; then
+      how="exited with status $status"
+      [ "$status" -gt 128 ] && how="was killed by signal $((status - 128)) ($(kill -l $((status - 128)) 2>/dev/null))"
+      echo "launch.sh: rank ${rank_of[$finished]} (pid $finished) $how; stopping the other ranks" >&2
+      stop_all
+      return "$status"
+    fi
+  done
+  return 0
+}
 
-remaining=$nproc_
-while [ "$remaining" -gt 0 ]; do
-  finished=""
-  running=()
-  for pid in "${pids[@]}"; do [ -n "${done_[$pid]:-}" ] || running+=("$pid"); done
-  wait -n -p finished "${running[@]}"
-  status=$?
-  [ -n "$finished" ] || continue
-  done_[$finished]=1
-  remaining=$((remaining - 1))
-  if [ "$status" -ne 0 ]; then
-    how="exited with status $status"
-    [ "$status" -gt 128 ] && how="was killed by signal $((status - 128)) ($(kill -l $((status - 128)) 2>/dev/null))"
-    echo "launch.sh: rank ${rank_of[$finished]} (pid $finished) $how; stopping the other ranks" >&2
-    stop_all
-    exit "$status"
-  fi
+restart=0
+while true; do
+  status=0
+  run_group "$@" || status=$?
+  [ "$status" -ne 0 ] && [ "$restart" -lt "$max_restarts" ] || exit "$status"
+  restart=$((restart + 1))
+  # A fresh port: the failed group's rendezvous port may linger in TIME_WAIT.
+  for _ in $(seq 1 50); do
+    candidate=$((20000 + RANDOM % 40000))
+    if port_free "$candidate"; then port="$candidate"; break; fi
+  done
+  echo "launch.sh: restarting all $nproc_ ranks (restart $restart of $max_restarts)" >&2
 done
-exit 0

@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(
   build-essential cmake clang-format python3
-  libtorch-dev libgloo-dev libopenblas0-openmp
+  libtorch-dev libgloo-dev libopenblas0-openmp libpng-dev libjpeg62-turbo-dev
+  python3-torch iproute2
   libfmt-dev catch2 libbenchmark-dev libcli11-dev zlib1g-dev nlohmann-json3-dev
   dataset-fashion-mnist
   afl++

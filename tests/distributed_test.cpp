@@ -8,6 +8,7 @@
 
 #include <ardent/data/batches.hpp>
 #include <ardent/distributed/data_parallel.hpp>
+#include <ardent/distributed/data_parallel_loop.hpp>
 #include <ardent/distributed/sharding.hpp>
 
 #include <cstdlib>
@@ -136,6 +137,9 @@ TEST_CASE("distributed: the one-process world leaves gradients and values untouc
   CHECK(torch::allclose(model->weight.grad(), expected));
   CHECK((ardent::distributed::sum_counts(alone, {3, 4}) == std::vector<int64_t>{3, 4}));
   CHECK(ardent::distributed::mean_over_ranks(alone, 0.5, 10) == 0.5);
+  const ardent::distributed::DataParallelLoop loop(alone);
+  const auto epoch = loop.over_ranks({0, 3, 10, 0.5});
+  CHECK((epoch.samples == 10 && epoch.mean_loss == 0.5));
   ardent::EvalReport report;
   report.samples = 10;
   report.clean_accuracy = 0.3;

@@ -37,8 +37,10 @@ struct Run {
   }
 
   ardent::train::History train(int64_t epochs, const std::filesystem::path& checkpoint, bool resume,
-                               const std::filesystem::path& metrics = {}) {
+                               const std::filesystem::path& metrics = {},
+                               const ardent::train::Parallelism* parallel = nullptr) {
     ardent::train::LoopOptions options;
+    options.parallel = parallel;
     options.epochs = epochs;
     options.checkpoint = checkpoint;
     options.resume = resume;
@@ -133,6 +135,81 @@ TEST_CASE("a resumed run's history starts with the epochs its checkpoint recorde
   CHECK(ardent::train::metrics_rows("epoch,a,b\n1,0.5,\n2,1e-3,7\n") ==
         ardent::train::History{{{"epoch", 1}, {"a", 0.5}}, {{"epoch", 2}, {"a", 1e-3}, {"b", 7}}});
   CHECK_THROWS_WITH(ardent::train::metrics_rows("epoch\nx\n"), ContainsSubstring("column 'epoch' holds 'x'"));
+}
+
+namespace {
+
+/// A Parallelism written by hand: rank 1 of 2, each collective recorded, the other rank's
+/// epoch taken to have had the same samples at twice the loss.
+struct PretendRankOne final : ardent::train::Parallelism {
+  mutable std::vector<std::string> calls;
+  int64_t rank() const override { return 1; }
+  int64_t size() const override { return 2; }
+  void check_same(int64_t value, std::string_view what) const override {
+    calls.push_back(fmt::format("check_same {} {}", value, what.substr(0, 10)));
+  }
+  ardent::EpochSummary over_ranks(ardent::EpochSummary mine) const override {
+    calls.push_back(fmt::format("over_ranks {}", mine.samples));
+    mine.mean_loss = (mine.mean_loss + 2 * mine.mean_loss) / 2;
+    mine.samples *= 2;
+    return mine;
+  }
+  void begin_epoch(uint64_t seed, int64_t epoch) const override {
+    calls.push_back(fmt::format("begin_epoch {} {}", seed, epoch));
+  }
+  std::shared_ptr<void> synchronise(std::vector<torch::Tensor> parameters,
+                                    const std::vector<std::shared_ptr<torch::nn::Module>>& modules) const override {
+    calls.push_back(fmt::format("synchronise {} {}", parameters.size(), modules.size()));
+    return nullptr;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("train_loop is one process unless given a Parallelism, whatever the environment says", "[train]") {
+  TempDir tmp;
+  torch::manual_seed(0);
+  const auto x = torch::rand({32, 1, 28, 28});
+  const auto y = torch::randint(10, {32}, torch::kLong);
+  // torchrun's variables for a world that does not exist: a loop that read them would wait for
+  // rank 0 on port 1 and fail; this one trains alone, as rank 0, writing its files.
+  const char* saved[] = {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"};
+  std::vector<std::optional<std::string>> old;
+  for (const char* name : saved)
+    old.emplace_back(std::getenv(name) ? std::optional<std::string>(std::getenv(name)) : std::nullopt);
+  setenv("WORLD_SIZE", "2", 1);
+  setenv("RANK", "1", 1);
+  setenv("MASTER_ADDR", "127.0.0.1", 1);
+  setenv("MASTER_PORT", "1", 1);
+  Run alone(x, y, 1);
+  const auto history = alone.train(1, tmp.path / "alone.pt", false, tmp.path / "alone.csv");
+  for (std::size_t i = 0; i < old.size(); ++i) {
+    if (old[i]) {
+      setenv(saved[i], old[i]->c_str(), 1);
+    } else {
+      unsetenv(saved[i]);
+    }
+  }
+  REQUIRE(history.size() == 1);
+  CHECK(std::filesystem::exists(tmp.path / "alone.pt"));
+  CHECK(std::filesystem::exists(tmp.path / "alone.csv"));
+
+  // Given one, the loop shards the batches, keeps the parameters in step, reseeds per epoch and
+  // records the loss of all ranks; as rank 1 it writes nothing.
+  const PretendRankOne parallel;
+  Run sharded(x, y, 1);
+  const auto shared = sharded.train(1, tmp.path / "rank1.pt", false, tmp.path / "rank1.csv", &parallel);
+  CHECK(parallel.calls == std::vector<std::string>{"check_same 0 train_loop",
+                                                   fmt::format("synchronise {} 1", sharded.trainer.parameters().size()),
+                                                   "begin_epoch 7 0", "over_ranks 16"});
+  REQUIRE(shared.size() == 1);
+  CHECK_FALSE(std::filesystem::exists(tmp.path / "rank1.pt"));
+  CHECK_FALSE(std::filesystem::exists(tmp.path / "rank1.csv"));
+  // 16 samples (the shard) at loss l here, 16 at 2 l on the pretend other rank: 1.5 l.
+  Run shard_alone(x, y, 1);  // the same start: the same generator state, the same shard
+  shard_alone.batches.set_shard(1, 2);
+  const auto one = shard_alone.train(1, {}, false);
+  CHECK(shared[0].at("train_loss") == Approx(1.5 * one[0].at("train_loss")).epsilon(1e-12));
 }
 
 TEST_CASE("a damaged checkpoint is rejected with its path", "[train]") {

@@ -1,5 +1,6 @@
 #pragma once
-// ardent: adversarially robust knowledge distillation on LibTorch. The umbrella header.
+// ardent: adversarially robust knowledge distillation on LibTorch. The umbrella header; training across
+// processes is the separate component <ardent/distributed.hpp> (c10d and Gloo).
 
 #include "ardent/version.hpp"
 
@@ -56,12 +57,6 @@
 #include "ardent/data/labelled_images.hpp"
 #include "ardent/data/mnist.hpp"
 
-#include "ardent/distributed/data_parallel.hpp"
-#include "ardent/distributed/merge_perturbations.hpp"
-#include "ardent/distributed/process_group.hpp"
-#include "ardent/distributed/sharding.hpp"
-#include "ardent/distributed/sync_batch_norm.hpp"
-
 #include "ardent/io/atomic_file.hpp"
 #include "ardent/io/digest.hpp"
 #include "ardent/io/limits.hpp"
@@ -79,4 +74,5 @@
 #include "ardent/train/loop.hpp"
 #include "ardent/train/metrics.hpp"
 #include "ardent/train/overfitting_guard.hpp"
+#include "ardent/train/parallel.hpp"
 #include "ardent/train/progress.hpp"

@@ -11,8 +11,7 @@
 //   worker shards  DIR WORLD ONE_DIR    (the WORLD ranks' batches == one process's, disjoint)
 //   worker reports A B                  (two report.json files with equal counts and accuracies)
 #include <ardent/ardent.hpp>
-#include <ardent/distributed/data_parallel.hpp>
-#include <ardent/distributed/sharding.hpp>
+#include <ardent/distributed.hpp>
 
 #include <csignal>
 #include <fstream>
@@ -139,7 +138,9 @@ void train_with(Trainer& trainer, Student& student, const Args& a) {
   loop.resume = a.resume;
   loop.progress_every = 0;
   loop.metrics_csv = std::filesystem::path(a.out) / "metrics.csv";
-  loop.sync_batch_norm = a.sync_bn;
+  const ardent::distributed::DataParallelLoop parallel(
+      world, ardent::distributed::DataParallelLoopOptions().sync_batch_norm(a.sync_bn));
+  loop.parallel = &parallel;
   Dying<Trainer> dying{trainer, world.rank(), a};
   ardent::train::train_loop(dying, batches, optimizer, {{"student", student.ptr()}}, loop);
   torch::save(flat(ardent::parameters(student)),

@@ -38,7 +38,7 @@ class FGSM {
 
   template <Model M, AttackGoal G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
-    return perturb_from(model, x, start(x), goal);
+    return perturb_from(model, x, torch::Tensor(), goal);
   }
 
   /// The point the step is taken from: x, or a uniform point of the ball with random_start.
@@ -48,18 +48,18 @@ class FGSM {
     return random_start(Norm::Linf, x.detach(), o.epsilon(), o.clip_min(), o.clip_max());
   }
 
-  /// One step from `from` (projected onto the ball around x and the box first): the warm-start entry
-  /// point (attacks::WarmStart).
+  /// One step from `from` (projected onto the ball around x and the box first; an undefined
+  /// `from` is start(x)): the warm-start entry point (attacks::WarmStart).
   template <Model M, AttackGoal G>
   torch::Tensor perturb_from(M& model, const torch::Tensor& x, const torch::Tensor& from, const G& goal) const {
     const auto& o = options_;
     check_call("ardent::attacks::FGSM", model, x, goal, o.clip_min(), o.clip_max());
     AttackScope scope(model, o.eval_mode());
     const auto clean = attack_copy(x);
-    const auto origin = project_linf(from.detach(), clean, o.epsilon(), o.clip_min(), o.clip_max());
+    const auto origin = from.defined() ? project_linf(from.detach(), clean, o.epsilon(), o.clip_min(), o.clip_max())
+                                       : start(clean);
     const auto gradient = loss_and_gradient(model, origin, to_objective(goal)).gradient;
-    return project_linf(origin + o.step_size() * gradient.sign(), clean, o.epsilon(), o.clip_min(),
-                                o.clip_max())
+    return project_linf(origin + o.step_size() * gradient.sign(), clean, o.epsilon(), o.clip_min(), o.clip_max())
         .detach();
   }
 

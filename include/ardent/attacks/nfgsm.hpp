@@ -47,7 +47,7 @@ class NFGSM {
 
   template <Model M, AttackGoal G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
-    return perturb_from(model, x, start(x), goal);
+    return perturb_from(model, x, torch::Tensor(), goal);
   }
 
   /// The noised point: clamp_box(x + U(-k, k)).
@@ -56,14 +56,16 @@ class NFGSM {
     return (x.detach() + torch::empty_like(x).uniform_(-o.noise(), o.noise())).clamp(o.clip_min(), o.clip_max());
   }
 
-  /// One step from `from` (kept within noise of x and in the box): the warm-start entry point.
+  /// One step from `from` (kept within noise of x and in the box; an undefined `from` is start(x)):
+  /// the warm-start entry point.
   template <Model M, AttackGoal G>
   torch::Tensor perturb_from(M& model, const torch::Tensor& x, const torch::Tensor& from, const G& goal) const {
     const auto& o = options_;
     check_call("ardent::attacks::NFGSM", model, x, goal, o.clip_min(), o.clip_max());
     AttackScope scope(model, o.eval_mode());
     const auto clean = attack_copy(x);
-    const auto origin = project_linf(from.detach(), clean, o.noise(), o.clip_min(), o.clip_max());
+    const auto origin = from.defined() ? project_linf(from.detach(), clean, o.noise(), o.clip_min(), o.clip_max())
+                                       : start(clean);
     const auto gradient = loss_and_gradient(model, origin, to_objective(goal)).gradient;
     auto x_adv = origin + o.step_size() * gradient.sign();
     if (o.project()) return project_linf(x_adv, clean, o.epsilon(), o.clip_min(), o.clip_max()).detach();

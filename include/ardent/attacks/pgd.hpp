@@ -76,7 +76,7 @@ class PGD {
   template <Model M, AttackGoal G>
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
     const auto& o = options_;
-    if (o.restarts() == 1) return perturb_from(model, x, start(x), goal);
+    if (o.restarts() == 1) return perturb_from(model, x, torch::Tensor(), goal);
     check_call("ardent::attacks::PGD", model, x, goal, o.clip_min(), o.clip_max());
     AttackScope scope(model, o.eval_mode());
     const auto objective = to_objective(goal);
@@ -96,25 +96,26 @@ class PGD {
     const auto clean = x.detach();
     if (o.random_start()) return random_start(o.norm(), clean, o.epsilon(), o.clip_min(), o.clip_max());
     if (o.start_noise() > 0) {
-      return project(o.norm(), clean + o.start_noise() * torch::randn_like(clean), clean, o.epsilon(),
-                             o.clip_min(), o.clip_max());
+      return project(o.norm(), clean + o.start_noise() * torch::randn_like(clean), clean, o.epsilon(), o.clip_min(),
+                     o.clip_max());
     }
     return clean.clone();
   }
 
-  /// One run of `steps` steps from `from` (projected onto the ball around x and the box first): the
-  /// warm-start entry point (attacks::WarmStart).
+  /// One run of `steps` steps from `from` (projected onto the ball around x and the box first; an
+  /// undefined `from` is start(x)): the warm-start entry point (attacks::WarmStart).
   template <Model M, AttackGoal G>
   torch::Tensor perturb_from(M& model, const torch::Tensor& x, const torch::Tensor& from, const G& goal) const {
     const auto& o = options_;
     check_call("ardent::attacks::PGD", model, x, goal, o.clip_min(), o.clip_max());
-    TORCH_CHECK(from.sizes() == x.sizes(), "ardent::attacks::PGD::perturb_from: argument 'from' has shape ",
-                shape_string(from), ", expected the shape of x ", shape_string(x));
+    TORCH_CHECK(!from.defined() || from.sizes() == x.sizes(),
+                "ardent::attacks::PGD::perturb_from: argument 'from' has shape ",
+                from.defined() ? shape_string(from) : "", ", expected the shape of x ", shape_string(x));
     AttackScope scope(model, o.eval_mode());
     const auto clean = attack_copy(x);
-    auto first = project(o.norm(), from.detach(), clean, o.epsilon(), o.clip_min(), o.clip_max());
-    return detail::projected_ascent(model, clean, std::move(first), to_objective(goal), ascent_settings())
-        .detach();
+    auto first = from.defined() ? project(o.norm(), from.detach(), clean, o.epsilon(), o.clip_min(), o.clip_max())
+                                : start(clean);
+    return detail::projected_ascent(model, clean, std::move(first), to_objective(goal), ascent_settings()).detach();
   }
 
  private:

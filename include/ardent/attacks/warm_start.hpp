@@ -11,6 +11,7 @@
 
 #include "ardent/attacks/perturbation_memory.hpp"
 #include "ardent/core/attack.hpp"
+#include "ardent/core/check.hpp"
 
 namespace ardent::attacks {
 
@@ -45,6 +46,10 @@ class WarmStart {
                 "step(x, labels, optimizer, indices)");
     const auto indices = std::move(indices_);
     indices_ = torch::Tensor();
+    // The inner attack's start runs before its own checks: check x first.
+    if constexpr (HasPixelBox<Inner>) {
+      check_input_batch("ardent::attacks::WarmStart", "x", x, inner_.options().clip_min(), inner_.options().clip_max());
+    }
     const auto from = memory_->start(indices, x, inner_.start(x));
     auto x_adv = inner_.perturb_from(model, x, from, goal);
     memory_->remember(indices, x, x_adv);

@@ -11,6 +11,10 @@
 //   MASTER_PORT  its port
 //
 // Unset (or WORLD_SIZE=1), the world is this process alone and no c10d object is created.
+// Under torchrun's default (static) rendezvous its agent already serves a store on MASTER_PORT and
+// says so with TORCHELASTIC_USE_AGENT_STORE=True: every rank then joins that store, under the
+// prefix /worker/attempt_<TORCHELASTIC_RESTART_COUNT> (as torch.distributed does), so that a
+// restarted group starts with fresh keys.
 // ARDENT_DIST_TIMEOUT (seconds, default 300) bounds the rendezvous and every collective: a rank
 // that died or hangs makes the others fail with an error instead of waiting for ever, and so does a
 // rank 0 that stops answering (every store operation is bounded: bounded_store.hpp).
@@ -54,6 +58,10 @@ struct Environment {
   int64_t local_rank = 0;
   std::string master_addr = "127.0.0.1";
   int64_t master_port = 29500;
+  /// torchrun's agent serves the rendezvous store (TORCHELASTIC_USE_AGENT_STORE=True).
+  bool agent_store = false;
+  /// How many times torchrun restarted the group (TORCHELASTIC_RESTART_COUNT).
+  int64_t restart_count = 0;
 };
 
 namespace detail {
@@ -95,6 +103,8 @@ inline Environment environment() {
                 ") for every process or use scripts/launch.sh");
     e.master_addr = detail::variable("MASTER_ADDR").value_or(e.master_addr);
     e.master_port = detail::integer_variable("MASTER_PORT", e.master_port, 1, 65535);
+    e.agent_store = detail::variable("TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True";
+    e.restart_count = detail::integer_variable("TORCHELASTIC_RESTART_COUNT", 0, 0, 1 << 20);
   }
   return e;
 }
@@ -128,19 +138,20 @@ class ProcessGroup {
     check_resolves(environment.master_addr);
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<std::uint16_t>(environment.master_port);
-    store_options.isServer = rank_ == 0;
+    store_options.isServer = rank_ == 0 && !environment.agent_store;
     store_options.numWorkers = static_cast<std::size_t>(size_);
     store_options.waitWorkers = false;
     store_options.timeout = options_.timeout();
     try {
-      store_ = c10::make_intrusive<c10d::TCPStore>(environment.master_addr, store_options);
+      store_ = attempt(environment, c10::make_intrusive<c10d::TCPStore>(environment.master_addr, store_options));
     } catch (const std::exception& e) {
       TORCH_CHECK(false, "ardent::distributed: rank ", rank_, " of ", size_, ": ",
-                  rank_ == 0 ? "cannot serve the rendezvous on port " + std::to_string(environment.master_port) +
-                                   " (in use? choose another MASTER_PORT)"
-                             : "cannot reach the rendezvous at " + where + " within " +
-                                   std::to_string(options_.timeout().count() / 1000) +
-                                   " s (is rank 0 running, MASTER_ADDR/MASTER_PORT right?)",
+                  store_options.isServer
+                      ? "cannot serve the rendezvous on port " + std::to_string(environment.master_port) +
+                            " (in use? choose another MASTER_PORT)"
+                      : "cannot reach the rendezvous at " + where + " within " +
+                            std::to_string(options_.timeout().count() / 1000) +
+                            " s (is rank 0 running, MASTER_ADDR/MASTER_PORT right?)",
                   ": ", first_line(e.what()));
     }
     rendezvous_ = BoundedStore(store_, options_.timeout());
@@ -290,6 +301,14 @@ class ProcessGroup {
     return end == std::string::npos ? text : text.substr(0, end);
   }
 
+  /// The agent's store seen under this attempt's prefix; our own store as it is.
+  static c10::intrusive_ptr<c10d::Store> attempt(const Environment& environment,
+                                                 c10::intrusive_ptr<c10d::Store> store) {
+    if (!environment.agent_store) return store;
+    return c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(environment.restart_count),
+                                                  std::move(store));
+  }
+
   /// Gloo binds to the address this host reaches the master by (loopback for a local run).
   static std::string gloo_host(const std::string& master) {
     if (master == "127.0.0.1" || master == "localhost" || master == "::1") return master;
@@ -351,7 +370,8 @@ class ProcessGroup {
     o.isServer = false;
     o.waitWorkers = false;
     o.timeout = std::chrono::seconds(5);
-    beats_ = BoundedStore(c10::make_intrusive<c10d::TCPStore>(environment.master_addr, o), o.timeout);
+    beats_ = BoundedStore(attempt(environment, c10::make_intrusive<c10d::TCPStore>(environment.master_addr, o)),
+                          o.timeout);
     const auto period = std::chrono::duration<double>(options_.heartbeat_seconds());
     heartbeat_ = std::thread([this, period] {
       std::unique_lock<std::mutex> lock(mutex_);
