@@ -207,3 +207,56 @@ TEST_CASE("deploy refuses what it cannot quantize, by name", "[deploy]") {
   auto x_grad = t.x.slice(0, 0, 2).clone().requires_grad_(true);
   CHECK_THAT(error_of([&] { forward(q, x_grad); }), Catch::Matchers::Contains("gradient-free"));
 }
+
+TEST_CASE("quantization-aware: fake quantization with straight-through gradients", "[deploy][qat]") {
+  torch::manual_seed(3);
+  torch::nn::Sequential seq(torch::nn::Flatten(), torch::nn::Linear(6, 3));
+  const auto x = torch::rand({5, 6, 1, 1});
+  auto qat = deploy::quantization_aware(seq, torch::cat({x, 2 * x, -x}));
+  qat->eval();
+  auto xg = x.clone().requires_grad_(true);
+  qat->forward(xg).sum().backward();
+  const auto weight = qat->named_parameters()["layer1_weight"];
+  const auto w_q = deploy::quantize_weight(weight, true).dequantized();
+  const auto in = deploy::qparams_of_range(qat->ranges()[0].first, qat->ranges()[0].second, false);
+  const auto x_q = at::fake_quantize_per_tensor_affine(x.reshape({5, 6}), in.scale, in.zero_point, 0, 255);
+  // The calibration images span twice the inputs, so nothing saturates: every rounding passes the gradient
+  // straight through, d sum(y) / dx = 1 W_q and d sum(y) / dW = 1^T fq(x).
+  CHECK(torch::allclose(xg.grad().reshape({5, 6}), torch::ones({5, 3}).mm(w_q), 1e-5, 1e-6));
+  CHECK(torch::allclose(weight.grad(), torch::ones({3, 5}).mm(x_q), 1e-5, 1e-6));
+  // Outside the grid's range the gradient is 0.
+  auto far = (x * 0 + 10.0).requires_grad_(true);
+  qat->forward(far).sum().backward();
+  CHECK(far.grad().abs().max().item<double>() == 0.0);
+}
+
+TEST_CASE("quantization-aware: ranges follow training batches, and quantize uses them", "[deploy][qat]") {
+  auto t = trained();
+  auto qat = deploy::quantization_aware(t.model, t.x);
+  const auto before = qat->ranges();
+  qat->eval();
+  qat->forward(t.x * 3);
+  CHECK(qat->ranges() == before);  // eval mode: fixed
+  qat->train();
+  qat->forward(t.x * 3);
+  CHECK(qat->ranges()[1].second > before[1].second);  // the first convolution saw larger inputs
+  qat->eval();
+  torch::NoGradGuard no_grad;
+  auto q = deploy::quantize(qat, t.x);
+  const auto fake = qat->forward(t.x);
+  CHECK(torch::allclose(q->reference_forward(t.x), fake, 1e-4, 1e-4));
+  CHECK(forward(q, t.x).argmax(1).eq(fake.argmax(1)).to(torch::kFloat).mean().item<double>() >= 0.98);
+}
+
+TEST_CASE("a quantization-aware model is a Distiller's student", "[deploy][qat]") {
+  auto t = trained();
+  models::SmallCNN teacher(models::SmallCNNOptions(10).width(4));
+  teacher->eval();
+  auto student = deploy::quantization_aware(t.model, t.x);
+  auto ard = make_ard(teacher, student, 1.0, 30.0, attacks::PGDOptions(0.1).step_size(0.05).steps(2));
+  torch::optim::SGD sgd(student->parameters(), 0.01);
+  const auto before = student->named_parameters()["layer0_weight"].clone();
+  const auto result = ard.step(t.x.slice(0, 0, 16), t.y.slice(0, 0, 16), sgd);
+  CHECK(std::isfinite(result.loss));
+  CHECK(!torch::equal(before, student->named_parameters()["layer0_weight"]));
+}

@@ -8,5 +8,6 @@
 #include "ardent/deploy/lower.hpp"
 #include "ardent/deploy/observer.hpp"
 #include "ardent/deploy/options.hpp"
+#include "ardent/deploy/quantization_aware.hpp"
 #include "ardent/deploy/quantize.hpp"
 #include "ardent/deploy/serialize.hpp"
