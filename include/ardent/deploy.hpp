@@ -6,6 +6,7 @@
 #include "ardent/deploy/graph.hpp"
 #include "ardent/deploy/int8_model.hpp"
 #include "ardent/deploy/lower.hpp"
+#include "ardent/deploy/onnx.hpp"
 #include "ardent/deploy/observer.hpp"
 #include "ardent/deploy/options.hpp"
 #include "ardent/deploy/quantization_aware.hpp"
