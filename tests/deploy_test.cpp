@@ -4,6 +4,8 @@
 #include "helpers.hpp"
 
 #include <ardent/deploy.hpp>
+#include <ardent/eval/deployed.hpp>
+#include <ardent/eval/evaluate.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -204,8 +206,9 @@ TEST_CASE("deploy refuses what it cannot quantize, by name", "[deploy]") {
 
   auto t = trained();
   auto q = deploy::quantize(t.model, t.x.slice(0, 0, 8));
-  auto x_grad = t.x.slice(0, 0, 2).clone().requires_grad_(true);
-  CHECK_THAT(error_of([&] { forward(q, x_grad); }), Catch::Matchers::Contains("gradient-free"));
+  // No gradient: a gradient attack stops with an error, it does not report gradient masking as robustness.
+  attacks::PGD pgd(attacks::PGDOptions(0.1).steps(2).step_size(0.05));
+  CHECK_THROWS(pgd.perturb(q, t.x.slice(0, 0, 2), t.y.slice(0, 0, 2)));
 }
 
 TEST_CASE("quantization-aware: fake quantization with straight-through gradients", "[deploy][qat]") {
@@ -259,4 +262,29 @@ TEST_CASE("a quantization-aware model is a Distiller's student", "[deploy][qat]"
   const auto result = ard.step(t.x.slice(0, 0, 16), t.y.slice(0, 0, 16), sgd);
   CHECK(std::isfinite(result.loss));
   CHECK(!torch::equal(before, student->named_parameters()["layer0_weight"]));
+}
+
+TEST_CASE("a transfer attack crafts on its source; eval::deployed is not white-box", "[deploy][eval]") {
+  auto t = trained();
+  const auto x = t.x.slice(0, 0, 16);
+  const auto y = t.y.slice(0, 0, 16);
+  auto q = deploy::quantize(t.model, t.x);
+  // BIM has no random start: the transfer's images are exactly BIM's on the source.
+  const auto bim = eval::bim(0.1, 5);
+  const auto transferred = eval::transfer(t.model, bim, "float").attack.perturb(q, x, y);
+  CHECK(torch::equal(transferred, bim.attack.perturb(t.model, x, y)));
+
+  const auto report = evaluate(q, x, y, eval::deployed(0.1, /*square_queries=*/50, /*apgd_steps=*/5));
+  CHECK(!report.white_box());
+  CHECK(!report.to_json()["white_box"].get<bool>());
+  REQUIRE(report.attacks.size() == 3);
+  CHECK_THAT(report.attacks[0].name, Catch::Matchers::Contains("transfer APGD-CE"));
+  CHECK_THAT(report.table(), Catch::Matchers::Contains("Not a white-box evaluation"));
+  CHECK(report.worst_case_accuracy <= report.clean_accuracy);
+  const auto with_source = evaluate(q, x, y, eval::deployed(0.1, t.model, "float student", 50, 5));
+  CHECK(with_source.attacks[1].settings["transfer_source"] == "float student");
+  // Without an int8 model or a source there is no float twin to transfer from.
+  CHECK_THROWS_WITH(evaluate(t.model, x, y, eval::deployed(0.1, 50, 5)),
+                    Catch::Matchers::Contains("eval::deployed(eps, source)"));
+  CHECK(evaluate(t.model, x, y, {eval::apgd_ce(0.1, 5)}).white_box());
 }
