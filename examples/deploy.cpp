@@ -8,6 +8,11 @@
 // white-box APGD-CE, APGD-T and Square; the int8 model under eval::deployed: APGD-CE and APGD-T
 // transferred from the float student, Square on the int8 model), the agreement of the int8 model with
 // its float twin, and batch-1 / batch-64 latency per engine. See docs/deploy.md.
+//
+// With --qat-teacher, it also distils a quantization-aware student of the same width from that teacher
+// with ARD (deploy::quantization_aware as the Distiller's student; the budget of distill's defaults:
+// Adam 1e-3, batch 128, PGD-10 of 2.5 eps / 10 within eps, KL at T = 30, alpha 1), quantizes it with its
+// learned ranges and reports it in a third column (transfer attacks from its own fake-quantized model).
 #include "common.hpp"
 
 #include <ardent/ardent.hpp>
@@ -24,6 +29,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 namespace {
 
@@ -41,6 +47,12 @@ struct Settings {
   int64_t apgd_steps = 100;
   int64_t latency_runs = 50;
   bool per_tensor = false;
+  std::string qat_teacher;
+  int qat_teacher_width = 32;
+  int64_t qat_epochs = 1;
+  int64_t qat_limit = 0;
+  int64_t qat_steps = 10;
+  uint64_t seed = 0;
   int threads = examples::default_threads();
 };
 
@@ -95,6 +107,13 @@ int main(int argc, char** argv) {
   app.add_option("--latency-runs", s.latency_runs, "Timed calls per latency (median)")
       ->check(CLI::Range(int64_t{1}, int64_t{100000}))
       ->capture_default_str();
+  app.add_option("--qat-teacher", s.qat_teacher, "Teacher (SmallCNN, torch::save) of a quantization-aware ARD student")
+      ->check(CLI::ExistingFile);
+  app.add_option("--qat-teacher-width", s.qat_teacher_width, "Width of the teacher")->capture_default_str();
+  app.add_option("--qat-epochs", s.qat_epochs, "Epochs of quantization-aware ARD")->capture_default_str();
+  app.add_option("--qat-limit", s.qat_limit, "Train on the first N training images (0: all)")->capture_default_str();
+  app.add_option("--qat-steps", s.qat_steps, "PGD steps of the training attack")->capture_default_str();
+  app.add_option("--seed", s.seed, "Seed of the quantization-aware student")->capture_default_str();
   app.add_option("--threads", s.threads, "Intra-op threads")->check(CLI::Range(1, 1024))->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -155,6 +174,40 @@ int main(int argc, char** argv) {
         q, test.images, test.labels, ev::deployed(s.epsilon, student, "float student", s.queries, s.apgd_steps));
     report["float"] = float_report.to_json();
     report["int8"] = int8_report.to_json();
+
+    std::optional<ardent::EvalReport> qat_report;
+    if (!s.qat_teacher.empty()) {
+      ardent::models::SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(s.qat_teacher_width));
+      ardent::load_module(teacher, s.qat_teacher);
+      teacher->eval();
+      torch::manual_seed(s.seed);
+      ardent::models::SmallCNN fresh(ardent::models::SmallCNNOptions(10).width(s.width));
+      auto qat = dp::quantization_aware(fresh, train.images, options);
+      auto ard = ardent::make_ard(teacher, qat, 1.0, 30.0, examples::madry_pgd_options(s.epsilon, s.qat_steps));
+      torch::optim::Adam adam(qat->parameters(), torch::optim::AdamOptions(1e-3));
+      const auto all = examples::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Train), s.qat_limit);
+      ardent::data::ShuffledBatches batches(all.images, all.labels, 128, s.seed);
+      const auto start = std::chrono::steady_clock::now();
+      for (int64_t epoch = 0; epoch < s.qat_epochs; ++epoch) {
+        qat->train();
+        for (const auto& [x, y] : batches) ard.step(x, y, adam);
+        fmt::print("quantization-aware ARD: epoch {} done ({:.0f} s)\n", epoch + 1,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        std::fflush(stdout);
+      }
+      qat->eval();
+      auto qat_int8 = dp::quantize(qat, train.images, options);
+      dp::save_int8(qat_int8, out / "qat_student.int8.pt");
+      qat_report = ardent::evaluate(
+          qat_int8, test.images, test.labels,
+          ev::deployed(s.epsilon, qat, "quantization-aware student", s.queries, s.apgd_steps));
+      report["qat_int8"] = qat_report->to_json();
+      report["settings"]["qat"] = {{"teacher", s.qat_teacher},
+                                   {"epochs", s.qat_epochs},
+                                   {"train_images", all.images.size(0)},
+                                   {"pgd_steps", s.qat_steps},
+                                   {"seed", s.seed}};
+    }
 
     // Latency: batch 1 and batch 64, float (ardent's inference forward) and int8 per engine.
     nlohmann::json latency = nlohmann::json::array();
