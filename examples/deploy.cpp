@@ -229,19 +229,24 @@ int main(int argc, char** argv) {
 
     fmt::print("\n| file | KiB |\n| --- | --- |\n");
     for (const auto& [name, kib] : report["size_kib"].items()) fmt::print("| {} | {:.1f} |\n", name, kib.get<double>());
-    fmt::print("\n| attack | float | int8 |\n| --- | --- | --- |\n");
-    fmt::print("| clean | {:.2f}% | {:.2f}% |\n", 100 * float_report.clean_accuracy, 100 * int8_report.clean_accuracy);
+    const auto alone = [](const ardent::AttackResult& a) {
+      return 100 * a.robust_accuracy.value_or(a.worst_case_accuracy);
+    };
+    const auto qat_cell = [&](double value) { return qat_report ? fmt::format(" {:.2f}% |", value) : std::string(); };
+    fmt::print("\n| attack | float | int8 (PTQ) |{}\n| --- | --- | --- |{}\n", qat_report ? " int8 (QAT ARD) |" : "",
+               qat_report ? " --- |" : "");
+    fmt::print("| clean | {:.2f}% | {:.2f}% |{}\n", 100 * float_report.clean_accuracy, 100 * int8_report.clean_accuracy,
+               qat_cell(qat_report ? 100 * qat_report->clean_accuracy : 0));
     for (std::size_t k = 0; k < float_report.attacks.size(); ++k) {
-      const auto& f = float_report.attacks[k];
-      const auto& i = int8_report.attacks[k];
-      fmt::print("| {} / {} | {:.2f}% | {:.2f}% |\n", f.name, i.name,
-                 100 * f.robust_accuracy.value_or(f.worst_case_accuracy),
-                 100 * i.robust_accuracy.value_or(i.worst_case_accuracy));
+      fmt::print("| {} / {} | {:.2f}% | {:.2f}% |{}\n", float_report.attacks[k].name, int8_report.attacks[k].name,
+                 alone(float_report.attacks[k]), alone(int8_report.attacks[k]),
+                 qat_cell(qat_report ? alone(qat_report->attacks[k]) : 0));
     }
-    fmt::print("| worst case | {:.2f}% | {:.2f}% |\n", 100 * float_report.worst_case_accuracy,
-               100 * int8_report.worst_case_accuracy);
+    fmt::print("| worst case | {:.2f}% | {:.2f}% |{}\n", 100 * float_report.worst_case_accuracy,
+               100 * int8_report.worst_case_accuracy, qat_cell(qat_report ? 100 * qat_report->worst_case_accuracy : 0));
     fmt::print(
-        "\n(int8: not a white-box evaluation - APGD transferred from the float student, Square on the int8 model)\n");
+        "\n(int8: not a white-box evaluation - APGD transferred from the float student (PTQ) or from the "
+        "quantization-aware model (QAT), Square on the int8 model)\n");
     fmt::print("argmax agreement: int8 vs float twin {:.2f}%, int8 vs float {:.2f}%\n",
                100 * report["argmax_agreement"]["int8_vs_float_twin"].get<double>(),
                100 * report["argmax_agreement"]["int8_vs_float"].get<double>());
