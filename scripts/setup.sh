@@ -10,7 +10,23 @@ packages=(
   libfmt-dev catch2 libbenchmark-dev libcli11-dev zlib1g-dev nlohmann-json3-dev
   dataset-fashion-mnist
   afl++
+  libonnx-dev libprotobuf-dev protobuf-compiler python3-onnx nodejs
 )
+
+# nodejs brings npm (nodesource's build); Debian's separate npm package conflicts with it.
+# ONNX Runtime for the ONNX checks (ctest -L onnx): npm's onnxruntime-node, CPU only, into .onnxruntime/.
+# Without --onnxruntime-node-install-cuda=skip its install script tries to download a CUDA build.
+install_onnxruntime() {
+  local root
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  [ -d "$root/.onnxruntime/node_modules/onnxruntime-node" ] && return 0
+  command -v npm >/dev/null || return 0
+  echo "setup: installing onnxruntime-node into $root/.onnxruntime"
+  mkdir -p "$root/.onnxruntime"
+  npm install --prefix "$root/.onnxruntime" --no-audit --no-fund onnxruntime-node \
+    --onnxruntime-node-install-cuda=skip >/dev/null
+}
+trap install_onnxruntime EXIT
 
 missing=()
 for pkg in "${packages[@]}"; do

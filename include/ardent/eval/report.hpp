@@ -72,6 +72,15 @@ struct EvalReport {
   /// The protocol's sanity checks that failed (empty when all passed).
   std::vector<EvalWarning> warnings;
 
+  /// False when an attack of the list crafted its images on another model (a transfer attack,
+  /// eval/transfer.hpp): the numbers then bound white-box robustness from above, they are not it.
+  bool white_box() const {
+    for (const auto& a : attacks) {
+      if (a.settings.contains("transfer_source")) return false;
+    }
+    return true;
+  }
+
   /// A Markdown table: one row per attack, then the worst case, then the warnings.
   std::string table() const {
     std::size_t width = 28;
@@ -86,6 +95,11 @@ struct EvalReport {
                          100 * a.worst_case_accuracy, a.attacked, a.seconds);
     }
     out += fmt::format("\nworst-case robust accuracy: {:.2f}% ({:.1f} s in all)\n", 100 * worst_case_accuracy, seconds);
+    if (!white_box()) {
+      out +=
+          "\nNot a white-box evaluation: transfer attacks crafted their images on another model; the "
+          "worst case is an upper bound of the robust accuracy.\n";
+    }
     if (!warnings.empty()) {
       out += fmt::format("\n{} warning{}:\n", warnings.size(), warnings.size() == 1 ? "" : "s");
       for (const auto& w : warnings) out += fmt::format("- [{}] {}\n", w.check, w.message);
@@ -106,10 +120,10 @@ struct EvalReport {
                              {"seconds", a.seconds}});
     }
     return {
-        {"samples", samples},      {"clean_accuracy", clean_accuracy},
-        {"attacks", attack_list},  {"worst_case_accuracy", worst_case_accuracy},
-        {"seconds", seconds},      {"protocol", "attacks in order, each on the points every earlier attack failed on"},
-        {"warnings", warning_list}};
+        {"samples", samples},       {"clean_accuracy", clean_accuracy},
+        {"attacks", attack_list},   {"worst_case_accuracy", worst_case_accuracy},
+        {"seconds", seconds},       {"protocol", "attacks in order, each on the points every earlier attack failed on"},
+        {"warnings", warning_list}, {"white_box", white_box()}};
   }
 
   /// The epsilon of the attacks (from their settings), or none when they do not record one or
