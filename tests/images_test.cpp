@@ -6,6 +6,7 @@
 #include "catch.hpp"
 
 #include <ardent/data/image_batches.hpp>
+#include <ardent/distill/fit.hpp>
 
 #include <unistd.h>
 
@@ -242,4 +243,37 @@ TEST_CASE("ImageFolderBatches: a corrupt file stops the step naming it, or is sk
   CHECK(images == 5);
   REQUIRE(lenient.skipped().size() == 1);
   CHECK_THAT(lenient.skipped()[0], Catch::Contains("3.png"));
+}
+
+namespace {
+
+/// A trainer that records what fit() hands it.
+struct Recorder {
+  torch::nn::Linear model{3 * 8 * 8, 2};
+  std::vector<int64_t> sizes;
+  ardent::StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer) {
+    optimizer.zero_grad();
+    const auto loss = torch::nn::functional::cross_entropy(model->forward(x.flatten(1)), y);
+    loss.backward();
+    optimizer.step();
+    sizes.push_back(x.size(0));
+    return {loss.item<double>(), std::nullopt, std::nullopt, std::nullopt, x.size(0)};
+  }
+  std::vector<torch::Tensor> parameters() { return model->parameters(); }
+  void train(bool on = true) { model->train(on); }
+};
+
+}  // namespace
+
+TEST_CASE("ImageFolderBatches feeds ardent::fit as it is", "[data][images]") {
+  Folder folder;
+  for (int i = 0; i < 10; ++i)
+    write(folder.root / (i % 2 ? "a" : "b") / fmt::format("{}.png", i), png_bytes(gradient_image(8, 8, i)));
+  const ardent::data::ImageFolder set(folder.root);
+  ardent::data::ImageFolderBatches batches(set, 4, 0);
+  Recorder trainer;
+  torch::optim::SGD optimizer(trainer.parameters(), torch::optim::SGDOptions(0.1));
+  const auto summary = ardent::fit(trainer, batches, optimizer, 2);
+  CHECK(summary.epochs_completed == 2);
+  CHECK(trainer.sizes == std::vector<int64_t>{4, 4, 2, 4, 4, 2});
 }
