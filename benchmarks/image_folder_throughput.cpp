@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
                                             ardent::data::ImageFolderBatchesOptions().workers(workers));
     start = Clock::now();
     int64_t loaded = 0;
-    for (auto&& b : loader) loaded += b.images.size(0);
+    for (auto&& b : loader) loaded += b.inputs.size(0);
     fmt::print("loader, {} workers, no training: {} images in {:.2f} s = {:.0f} images/s\n", workers, loaded,
                seconds(start), static_cast<double>(loaded) / seconds(start));
 
@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
       const auto asked = Clock::now();
       const auto b = *it;
       waited += seconds(asked);
-      ard.step(b.images, b.labels, optimizer);
+      ard.step(b.inputs, b.labels, optimizer);
     }
     const double total = seconds(start);
     fmt::print(

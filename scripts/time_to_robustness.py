@@ -82,7 +82,8 @@ def plot(runs, path):
         ax.set_xlabel('training CPU-seconds')
         ax.set_ylabel('accuracy (%)')
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.suptitle('Lines: PGD-20 accuracy after each epoch; dots: final worst case over the study suite '
                  '(1,000 test images, eps 0.1)', fontsize=9)
     fig.tight_layout()

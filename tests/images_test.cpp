@@ -198,7 +198,7 @@ TEST_CASE("ImageFolderBatches: ShuffledBatches' order and shards, with indices, 
       const auto& a = ranks[0][k];
       const auto& b = ranks[1][k];
       // Together the two ranks' k-th batches are the k-th global batch, in order.
-      CHECK(torch::equal(torch::cat({a.images, b.images}), expected[k].first));
+      CHECK(torch::equal(torch::cat({a.inputs, b.inputs}), expected[k].first));
       CHECK(torch::equal(torch::cat({a.labels, b.labels}), expected[k].second));
       for (const auto* batch : {&a, &b}) {
         CHECK(torch::equal(batch->labels, set.labels().index_select(0, batch->indices)));
@@ -217,8 +217,8 @@ TEST_CASE("ImageFolderBatches: ShuffledBatches' order and shards, with indices, 
   ardent::data::ImageFolderBatches second(set, 4, 5, options.workers(1));
   auto a = first.begin();
   auto b = second.begin();
-  CHECK(torch::equal((*a).images, (*b).images));
-  CHECK_FALSE(torch::equal((*a).images, all.index_select(0, (*a).indices)));
+  CHECK(torch::equal((*a).inputs, (*b).inputs));
+  CHECK_FALSE(torch::equal((*a).inputs, all.index_select(0, (*a).indices)));
 }
 
 TEST_CASE("ImageFolderBatches: a corrupt file stops the step naming it, or is skipped and counted", "[data][images]") {
@@ -237,7 +237,7 @@ TEST_CASE("ImageFolderBatches: a corrupt file stops the step naming it, or is sk
                                            ardent::data::ImageFolderBatchesOptions().shuffle(false).skip_corrupt(true));
   int64_t images = 0;
   for (auto&& batch : lenient) {
-    images += batch.images.size(0);
+    images += batch.inputs.size(0);
     CHECK((batch.indices != 3).all().item<bool>());
   }
   CHECK(images == 5);

@@ -3,7 +3,7 @@
 // background threads, in ShuffledBatches' order and sharding (data/batches.hpp): the order of an
 // epoch depends only on (seed, epoch), rank r of N takes the r-th slice of every global batch, so
 // the ranks see disjoint examples and together one process's global batches. Each batch carries
-// the examples' indices in the folder (ImageBatch::indices).
+// the examples' indices in the folder (ardent::Batch::indices).
 //
 // The threads are the caller's request (`workers`, default 2; 0 decodes on the calling thread):
 // while the trainer runs step k, they decode steps k+1 .. k+prefetch. They live for one epoch
@@ -28,17 +28,9 @@
 
 namespace ardent::data {
 
-/// A batch of images with their labels and their indices in the data set (int64).
-struct ImageBatch {
-  torch::Tensor images;
-  torch::Tensor labels;
-  torch::Tensor indices;
-};
-
-/// (inputs, labels) of an ImageBatch, for ardent::fit and train_loop.
-inline std::pair<torch::Tensor, torch::Tensor> unpack_batch(const ImageBatch& batch) {
-  return {batch.images, batch.labels};
-}
+/// A batch of images with their labels and their indices in the data set (int64): ardent::Batch,
+/// as data::ShuffledBatches yields, so that fit, train_loop and warm starts take it as it is.
+using ImageBatch = ardent::Batch;
 
 struct ImageFolderBatchesOptions {
   /// Background decoding threads (0: decode on the calling thread, when the batch is used).
