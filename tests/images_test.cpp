@@ -181,7 +181,7 @@ TEST_CASE("ImageFolderBatches: ShuffledBatches' order and shards, with indices, 
   ardent::data::ShuffledBatches reference(all, set.labels(), 6, 11);
   reference.set_epoch(2);
   std::vector<std::pair<torch::Tensor, torch::Tensor>> expected;
-  for (auto&& batch : reference) expected.push_back(batch);
+  for (auto&& batch : reference) expected.emplace_back(batch.inputs, batch.labels);
 
   for (int64_t workers : {0, 2}) {
     std::vector<std::vector<ardent::data::ImageBatch>> ranks(2);

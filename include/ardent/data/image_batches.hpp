@@ -82,7 +82,7 @@ class ImageFolderBatches {
   class Epoch {
    public:
     Epoch(const ImageFolderBatches& owner, int64_t epoch) : owner_(owner), epoch_(epoch) {
-      for (auto&& [indices, labels] : owner.order_) batches_.push_back(indices);  // advances its epoch
+      for (auto&& batch : owner.order_) batches_.push_back(batch.inputs);  // advances its epoch
       slots_.resize(batches_.size());
       for (int64_t w = 0; w < owner_.options_.workers(); ++w) workers_.emplace_back([this] { work(); });
     }
