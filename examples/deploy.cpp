@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
       const auto start = std::chrono::steady_clock::now();
       for (int64_t epoch = 0; epoch < s.qat_epochs; ++epoch) {
         qat->train();
-        for (const auto& [x, y] : batches) ard.step(x, y, adam);
+        for (const auto& [x, y, indices] : batches) ard.step(x, y, adam, indices);
         fmt::print("quantization-aware ARD: epoch {} done ({:.0f} s)\n", epoch + 1,
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         std::fflush(stdout);
