@@ -204,7 +204,7 @@ TEST_CASE("ImageFolderBatches: ShuffledBatches' order and shards, with indices, 
         CHECK(torch::equal(batch->labels, set.labels().index_select(0, batch->indices)));
         for (int64_t i = 0; i < batch->indices.size(0); ++i) {
           CHECK(seen.insert(batch->indices[i].item<int64_t>()).second);  // no example twice
-          CHECK(torch::equal(batch->images[i], all[batch->indices[i].item<int64_t>()]));
+          CHECK(torch::equal(batch->inputs[i], all[batch->indices[i].item<int64_t>()]));
         }
       }
     }
