@@ -5,7 +5,7 @@
 # An uninterrupted 2-process distill run, then the same run in which rank 1 is killed (SIGKILL) in
 # the second epoch: torchrun (--max_restarts 1) restarts both workers, which resume from
 # <out>/checkpoint.pt on their own (TORCHELASTIC_RESTART_COUNT=1). The students must be the same
-# file byte for byte, and so must metrics.csv without its wall-clock "seconds" column. The same
+# file byte for byte, and so must metrics.csv without its timing columns ("seconds", "cpu_seconds"). The same
 # with scripts/launch.sh --max-restarts 1.
 set -euo pipefail
 python="$1"; teacher="$2"; distill="$3"; launch="$4"; work="$5/torchrun"
@@ -65,8 +65,9 @@ kill_and_restart() {
 kill_and_restart "$work/torchrun" "${torchrun[@]}" --master_port "$(free_port)" --max_restarts 1
 kill_and_restart "$work/launch" "$launch" --nproc 2 --threads 1 --max-restarts 1
 
-without_seconds() { awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) if ($i == "seconds") s = i }
-                            { out = ""; for (i = 1; i <= NF; ++i) if (i != s) out = out (out == "" ? "" : ",") $i; print out }' "$1"; }
+# The two timing columns (wall-clock "seconds" and "cpu_seconds") differ between any two runs.
+without_seconds() { awk -F, 'NR == 1 { for (i = 1; i <= NF; ++i) if ($i == "seconds" || $i == "cpu_seconds") t[i] = 1 }
+                            { out = ""; for (i = 1; i <= NF; ++i) if (!(i in t)) out = out (out == "" ? "" : ",") $i; print out }' "$1"; }
 [ "$(wc -l < "$work/straight/metrics.csv")" -eq 4 ] || { echo "FAIL: expected a header and 3 epochs"; exit 1; }
 for restarted in torchrun launch; do
   cmp "$work/straight/student.pt" "$work/$restarted/student.pt" \
