@@ -86,6 +86,9 @@ class ReusingCpuAllocator final : public c10::Allocator {
     }
     free_.clear();
     cached_bytes_ = 0;
+    // A block still in use is freed directly when it comes back (no entry: nothing to cache it
+    // under); raw allocations oneDNN freed through raw_deleter leave no stale entries behind.
+    in_use_.clear();
   }
 
   c10::DataPtr allocate(std::size_t size) const override {
