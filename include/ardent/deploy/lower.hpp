@@ -21,7 +21,8 @@ namespace detail {
 
 template <typename Impl>
 Impl& child(torch::nn::Module& parent, const std::string& name) {
-  auto found = parent.named_children().find(name);
+  const auto children = parent.named_children();  // a copy: find points into it
+  const auto* found = children.find(name);
   TORCH_CHECK(found != nullptr, "ardent::deploy::to_graph: the ", parent.name(), " has no layer '", name, "'");
   auto* impl = (*found)->template as<Impl>();
   TORCH_CHECK(impl != nullptr, "ardent::deploy::to_graph: layer '", name, "' of the ", parent.name(), " is a ",
