@@ -81,9 +81,6 @@ class PerturbationMemoryImpl : public torch::nn::Module {
   /// How many examples have a stored perturbation.
   int64_t stored_count() const { return stored_.sum().item<int64_t>(); }
 
-  /// Bytes the stored perturbations take.
-  int64_t bytes() const { return perturbations_.numel() * static_cast<int64_t>(perturbations_.element_size()); }
-
  private:
   void check_indices(const torch::Tensor& indices, const torch::Tensor& x) const {
     constexpr std::string_view name = "ardent::attacks::PerturbationMemory";

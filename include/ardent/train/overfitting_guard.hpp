@@ -85,8 +85,6 @@ class OverfittingGuard {
   }
   static std::vector<std::string> column_names() { return {"guard_pgd", "guard_train_attack", "guard_collapse"}; }
 
-  bool collapsed() const { return collapsed_; }
-
  private:
   void snapshot() {
     torch::NoGradGuard no_grad;
