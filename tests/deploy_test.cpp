@@ -7,6 +7,7 @@
 #include <ardent/eval/deployed.hpp>
 #include <ardent/eval/evaluate.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -120,6 +121,15 @@ TEST_CASE("BatchNorm folds into the convolution, and every model's graph compute
   CHECK(
       torch::allclose(deploy::run_float(deploy::to_graph(mobilenet), images), mobilenet->forward(images), 1e-3, 1e-4));
   CHECK(torch::allclose(deploy::run_float(deploy::to_graph(resnet), images), resnet->forward(images), 1e-3, 1e-4));
+  // Pre-activation blocks: bn2 folds into conv1, bn1 (which reads the residual sum) is a layer of its own.
+  models::WideResNet wide(models::WideResNetOptions(10, 1));
+  randomise_batch_norm(*wide);
+  wide->eval();
+  const auto wide_graph = deploy::to_graph(wide);
+  CHECK(std::count_if(wide_graph.nodes.begin(), wide_graph.nodes.end(), [](const deploy::Node& n) {
+          return std::holds_alternative<deploy::BatchNorm>(n);
+        }) == 4);  // one per block (3) and the final one
+  CHECK(torch::allclose(deploy::run_float(wide_graph, images), wide->forward(images), 1e-3, 1e-4));
   auto small = trained().model;
   CHECK(torch::allclose(deploy::run_float(deploy::to_graph(small), trained().x), small->forward(trained().x), 1e-4,
                         1e-4));
@@ -137,6 +147,44 @@ TEST_CASE("a layer the int8 kernels compute agrees with its dequantized referenc
       INFO(engine << " per_channel " << per_channel << ": difference " << diff << ", step " << step);
       CHECK(diff <= step * 1.0001);
     }
+  }
+}
+
+TEST_CASE("BatchNorm layers and ReLU6 on the int8 kernels agree with the reference, on either engine", "[deploy]") {
+  torch::manual_seed(5);
+  // A BatchNorm after a pooling (no convolution to fold into), ReLU after it, ReLU6 after a convolution
+  // whose outputs reach well past 6.
+  torch::nn::Sequential seq(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3).padding(1)), torch::nn::MaxPool2d(2),
+                            torch::nn::BatchNorm2d(8), torch::nn::ReLU(),
+                            torch::nn::Conv2d(torch::nn::Conv2dOptions(8, 8, 3).padding(1)), torch::nn::ReLU6());
+  randomise_batch_norm(*seq);
+  seq->eval();
+  const auto x = torch::rand({8, 3, 12, 12}) * 100;
+  torch::NoGradGuard no_grad;
+  REQUIRE(torch::relu(seq->forward(x)).max().item<double>() == 6.0);  // the clamp at 6 is reached
+  models::WideResNet wide(models::WideResNetOptions(10, 1));
+  randomise_batch_norm(*wide);
+  wide->eval();
+  const auto images = torch::rand({8, 3, 32, 32});
+  for (const std::string engine : {"qnnpack", "onednn"}) {
+    auto q = deploy::quantize(seq, x, deploy::QuantizeOptions().engine(engine));
+    const double step = q->program().activations.back().scale;
+    const auto out = forward(q, x);
+    INFO(engine << ": difference " << (out - q->reference_forward(x)).abs().max().item<double>() << ", step " << step);
+    CHECK((out - q->reference_forward(x)).abs().max().item<double>() <= 3 * step);  // a step per requantization
+    CHECK(out.max().item<double>() <= 6.0 + 1e-6);
+
+    auto qw = deploy::quantize(wide, images, deploy::QuantizeOptions().engine(engine));
+    const auto logits = forward(qw, images);
+    const auto reference = qw->reference_forward(images);
+    const double wide_step = qw->program().activations.back().scale;
+    INFO(engine << ": WideResNet difference " << (logits - reference).abs().max().item<double>() << ", step "
+                << wide_step);
+    CHECK((logits - reference).abs().max().item<double>() <= 8 * wide_step);
+    const auto path = temp_file("wide.int8.pt");
+    deploy::save_int8(qw, path);
+    auto loaded = deploy::load_int8(path);
+    CHECK(torch::equal(forward(loaded, images), logits));
   }
 }
 
@@ -249,6 +297,26 @@ TEST_CASE("quantization-aware: ranges follow training batches, and quantize uses
   const auto fake = qat->forward(t.x);
   CHECK(torch::allclose(q->reference_forward(t.x), fake, 1e-4, 1e-4));
   CHECK(forward(q, t.x).argmax(1).eq(fake.argmax(1)).to(torch::kFloat).mean().item<double>() >= 0.98);
+}
+
+TEST_CASE("quantization-aware: a WideResNet's BatchNorm layers train, and quantize keeps them", "[deploy][qat]") {
+  torch::manual_seed(6);
+  models::WideResNet wide(models::WideResNetOptions(10, 1));
+  randomise_batch_norm(*wide);
+  wide->eval();
+  const auto images = torch::rand({4, 3, 32, 32});
+  auto qat = deploy::quantization_aware(wide, images);
+  const auto params = qat->named_parameters();
+  const auto* scale = params.find("layer1_scale");  // layer 0 is the stem convolution, layer 1 block 1's bn1
+  REQUIRE(scale != nullptr);
+  qat->train();
+  qat->forward(images).sum().backward();
+  CHECK(scale->grad().defined());
+  CHECK(scale->grad().abs().sum().item<double>() > 0);
+  qat->eval();
+  torch::NoGradGuard no_grad;
+  auto q = deploy::quantize(qat, images);
+  CHECK(torch::allclose(q->reference_forward(images), qat->forward(images), 1e-4, 1e-4));
 }
 
 TEST_CASE("a quantization-aware model is a Distiller's student", "[deploy][qat]") {

@@ -173,7 +173,7 @@ TEST_CASE("conv_bn folds an eval-mode BatchNorm into the convolution, and only t
     CHECK(ardent::models::folds_batch_norm(conv, bn));
     const auto folded = ardent::models::conv_bn(conv, bn, x);
     CHECK(relative_error(folded, plain) < 1e-5);
-    const auto [weight, shift] = ardent::models::fold_batch_norm(conv, bn);
+    const auto [weight, shift] = ardent::models::fold_batch_norm(*conv, *bn);
     CHECK(relative_error(torch::conv2d(x, weight, shift, 1, 1), plain) < 1e-5);
   }
   nn::Conv2d conv(nn::Conv2dOptions(3, 8, 3).padding(1));
@@ -191,7 +191,7 @@ TEST_CASE("conv_bn folds an eval-mode BatchNorm into the convolution, and only t
   nn::BatchNorm2d stateless(nn::BatchNorm2dOptions(8).track_running_stats(false));
   stateless->eval();
   CHECK_FALSE(ardent::models::folds_batch_norm(conv, stateless));
-  CHECK_THROWS_WITH(ardent::models::fold_batch_norm(conv, stateless),
+  CHECK_THROWS_WITH(ardent::models::fold_batch_norm(*conv, *stateless),
                     Catch::Contains("'bn' has no running statistics"));
 }
 

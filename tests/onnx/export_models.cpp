@@ -1,5 +1,6 @@
 // Writes the models that the ONNX checks (ctest -L onnx) run: the trained SmallCNN of
-// tests/data/attack_vectors and a MobileNetV2 (width 0.25, random weights and BatchNorm statistics),
+// tests/data/attack_vectors, a MobileNetV2 (width 0.25) and a WideResNet-10-1 (random weights and
+// BatchNorm statistics; its pre-activation BatchNorms are layers of their own),
 // each as a float export and an int8 (QDQ) export, with input images and ardent's logits for them,
 // and manifest.json saying what each check compares.
 //   ardent_onnx_export <data dir> <out dir>
@@ -28,6 +29,18 @@ void write_bin(const std::filesystem::path& path, const torch::Tensor& t) {
   const auto c = t.contiguous().to(torch::kFloat32);
   std::ofstream(path, std::ios::binary)
       .write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
+}
+
+// Running statistics away from (0, 1), in eval mode: the folds and BatchNorm layers do something.
+void randomise_batch_norm(torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& m : model.modules()) {
+    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
+      bn->running_mean.uniform_(-0.1, 0.1);
+      bn->running_var.uniform_(0.5, 1.5);
+    }
+  }
+  model.eval();
 }
 
 template <typename M>
@@ -78,19 +91,13 @@ int main(int argc, char** argv) {
   const auto x = read_bin(data / "attack_vectors" / "x.bin", {64, 1, 28, 28}, torch::kFloat32);
   export_pair(small, "smallcnn", x, out, manifest, 0.99);
 
-  ardent::models::MobileNetV2 mobilenet(ardent::models::MobileNetV2Options(10).width_multiplier(0.25));
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& m : mobilenet->modules()) {
-      if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
-        bn->running_mean.uniform_(-0.1, 0.1);
-        bn->running_var.uniform_(0.5, 1.5);
-      }
-    }
-  }
-  mobilenet->eval();
   // Random weights give logits close together: the int8 argmax is checked loosely, the logits exactly.
+  ardent::models::MobileNetV2 mobilenet(ardent::models::MobileNetV2Options(10).width_multiplier(0.25));
+  randomise_batch_norm(*mobilenet);
   export_pair(mobilenet, "mobilenetv2", torch::rand({32, 3, 32, 32}), out, manifest, 0.9);
+  ardent::models::WideResNet wide(ardent::models::WideResNetOptions(10, 1));
+  randomise_batch_norm(*wide);
+  export_pair(wide, "wideresnet", torch::rand({32, 3, 32, 32}), out, manifest, 0.9);
   std::ofstream(out / "manifest.json") << manifest.dump(2);
   std::cout << "wrote " << manifest.size() << " ONNX checks to " << out.string() << "\n";
   return 0;

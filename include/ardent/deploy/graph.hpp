@@ -2,7 +2,9 @@
 // The network as ardent::deploy sees it: a list of layers in execution order, each reading earlier
 // values by index (value 0 is the input image batch, value i + 1 the output of layer i, the last value
 // the logits). BatchNorm is already folded into the convolution before it (eval mode):
-//   bn(conv(x)) = (s w) * x + (s (b - mean) + beta),   s = gamma / sqrt(var + eps),
+//   bn(conv(x)) = (s w) * x + (s (b - mean) + beta),   s = gamma / sqrt(var + eps);
+// a BatchNorm that follows no convolution (the pre-activation blocks of a WideResNet) is a layer of
+// its own, the per-channel affine map y = s x + (beta - s mean).
 // and an activation after a layer is part of the layer (ReLU = clamp at [0, inf), ReLU6 = [0, 6]), so
 // the int8 kernels fuse it and quantize the activation's output, not its input.
 //
@@ -75,6 +77,16 @@ struct Add {
   Clamp clamp;
 };
 
+/// An eval-mode BatchNorm that follows no convolution, y = scale x + shift per channel, then its
+/// activation.
+struct BatchNorm {
+  static constexpr const char* kind = "BatchNorm";
+  int64_t input = 0;
+  torch::Tensor scale;  // [C]
+  torch::Tensor shift;  // [C]
+  Clamp clamp;
+};
+
 /// The mean over the spatial dimensions: [B, C, H, W] -> [B, C].
 struct GlobalAvgPool {
   static constexpr const char* kind = "GlobalAvgPool";
@@ -87,13 +99,14 @@ struct Flatten {
   int64_t input = 0;
 };
 
-using Node = std::variant<Conv, Linear, MaxPool, Add, GlobalAvgPool, Flatten>;
+// The order is the layer kind's number in save_int8's files: new kinds go at the end.
+using Node = std::variant<Conv, Linear, MaxPool, Add, GlobalAvgPool, Flatten, BatchNorm>;
 
 /// Whether a layer's output gets quantization parameters of its own; the others (pooling,
 /// flattening) keep their input's grid.
 inline bool requantizes(const Node& node) {
   return std::holds_alternative<Conv>(node) || std::holds_alternative<Linear>(node) ||
-         std::holds_alternative<Add>(node);
+         std::holds_alternative<Add>(node) || std::holds_alternative<BatchNorm>(node);
 }
 
 /// The values a layer reads.
@@ -154,6 +167,8 @@ torch::Tensor run(const Graph& graph, const torch::Tensor& x, WeightFn&& weight,
             return torch::max_pool2d(values[n.input], n.kernel, n.stride, n.padding);
           } else if constexpr (std::is_same_v<N, Add>) {
             return n.clamp.apply(values[n.a] + values[n.b]);
+          } else if constexpr (std::is_same_v<N, BatchNorm>) {
+            return n.clamp.apply(values[n.input] * n.scale.reshape({1, -1, 1, 1}) + n.shift.reshape({1, -1, 1, 1}));
           } else if constexpr (std::is_same_v<N, GlobalAvgPool>) {
             return values[n.input].mean({2, 3});
           } else {

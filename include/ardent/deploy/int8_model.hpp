@@ -1,7 +1,9 @@
 #pragma once
 // Int8Model: a graph (graph.hpp) with int8 weights and uint8 activations, run by LibTorch's quantized
 // CPU kernels (quantized::conv2d_prepack / conv2d.new / conv2d_relu.new, linear_prepack / linear /
-// linear_relu, add / add_relu, called through c10::Dispatcher). It is an ardent::Model: float images
+// linear_relu, add / add_relu, batch_norm2d / batch_norm2d_relu, called through c10::Dispatcher).
+// ReLU6 needs no kernel of its own: its output grid, observed after the clamp, ends at or below 6, and
+// the kernels saturate at the grid's top. It is an ardent::Model: float images
 // in, float logits out, so ardent::evaluate and the gradient-free attacks run on it unchanged.
 //
 // Each layer computes on the integers, y_q = requantize(sum w_q x_q + b / (s_x s_w)), i.e. in real
@@ -102,6 +104,16 @@ class Int8ModelImpl : public torch::nn::Module {
               return detail::call_quantized(n.clamp.clamps() ? add_relu : add,
                                             {values[n.a], values[n.b], out.scale, out.zero_point})
                   .toTensor();
+            } else if constexpr (std::is_same_v<N, BatchNorm>) {
+              // y = scale x + shift as the kernel's (x - mean) / sqrt(var + eps) weight + bias, mean 0, var 1, eps 0.
+              static const auto bn = detail::quantized_op("quantized::batch_norm2d", "");
+              static const auto bn_relu = detail::quantized_op("quantized::batch_norm2d_relu", "");
+              const auto channels = n.scale.size(0);
+              return detail::call_quantized(n.clamp.clamps() ? bn_relu : bn,
+                                            {values[n.input], c10::optional<torch::Tensor>(n.scale),
+                                             c10::optional<torch::Tensor>(n.shift), torch::zeros({channels}),
+                                             torch::ones({channels}), 0.0, out.scale, out.zero_point})
+                  .toTensor();
             } else if constexpr (std::is_same_v<N, GlobalAvgPool>) {
               return at::adaptive_avg_pool2d(values[n.input], {1, 1}).contiguous().flatten(1);
             } else {
@@ -126,16 +138,17 @@ class Int8ModelImpl : public torch::nn::Module {
 
   const Int8Program& program() const { return program_; }
 
-  /// The size of the int8 network's parameters in bytes: int8 weights, float32 biases and scales.
+  /// The size of the int8 network's parameters in bytes: int8 weights, float32 biases and scales
+  /// (and the float32 scale and shift of a BatchNorm layer).
   int64_t parameter_bytes() const {
     int64_t bytes = 0;
     for (std::size_t i = 0; i < program_.weights.size(); ++i) {
       const auto& w = program_.weights[i];
-      if (!w.values.defined()) continue;
-      bytes += w.values.numel() + 4 * w.scales.numel();
+      if (w.values.defined()) bytes += w.values.numel() + 4 * w.scales.numel();
       std::visit(
           [&](const auto& n) {
             if constexpr (requires { n.bias; }) bytes += 4 * n.bias.numel();
+            if constexpr (requires { n.shift; }) bytes += 4 * (n.scale.numel() + n.shift.numel());
           },
           program_.graph.nodes[i]);
     }
@@ -153,7 +166,7 @@ class Int8ModelImpl : public torch::nn::Module {
       std::visit(
           [&](const auto& n) {
             using N = std::decay_t<decltype(n)>;
-            if constexpr (std::is_same_v<N, Conv> || std::is_same_v<N, Linear> || std::is_same_v<N, Add>) {
+            if constexpr (requires { n.clamp; }) {
               TORCH_CHECK(!n.clamp.clamps() || n.clamp.lo == 0.0, "ardent::deploy::Int8Model: layer ", i, " (", N::kind,
                           ") clamps at [", n.clamp.lo, ", ", n.clamp.hi, "], expected no activation, ReLU or ReLU6");
             }

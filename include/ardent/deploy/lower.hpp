@@ -1,8 +1,8 @@
 #pragma once
 // deploy::to_graph(model): a network as the layer list of graph.hpp, BatchNorm folded into the
 // convolution before it (models/conv_bn.hpp gives the formula). Overloads exist for ardent's SmallCNN,
-// MobileNetV2 and ResNet18, and for a torch::nn::Sequential of Conv2d, BatchNorm2d (after a Conv2d),
-// ReLU, ReLU6, MaxPool2d, AdaptiveAvgPool2d(1), Flatten and Linear - a user's model composed of those
+// MobileNetV2, ResNet18 and WideResNet, and for a torch::nn::Sequential of Conv2d, BatchNorm2d, ReLU,
+// ReLU6, MaxPool2d, AdaptiveAvgPool2d(1), Flatten and Linear - a user's model composed of those
 // layers. Any other layer in a Sequential is refused by name at the call; a model type without an
 // overload is refused at compile time (deploy::Quantizable).
 
@@ -11,6 +11,7 @@
 #include "ardent/models/mobilenet_v2.hpp"
 #include "ardent/models/resnet.hpp"
 #include "ardent/models/small_cnn.hpp"
+#include "ardent/models/wide_resnet.hpp"
 
 #include <torch/torch.h>
 
@@ -41,19 +42,14 @@ inline Conv conv_node(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchN
   torch::NoGradGuard no_grad;
   Conv node;
   node.input = input;
-  node.weight = conv.weight.detach().clone();
-  node.bias = conv.bias.defined() ? conv.bias.detach().clone()
-                                  : torch::zeros({conv.weight.size(0)}, conv.weight.options());
   if (bn != nullptr) {
-    TORCH_CHECK(bn->options.track_running_stats() && bn->running_var.defined(),
-                "ardent::deploy::to_graph: a BatchNorm2d without running statistics cannot be folded; expected "
-                "track_running_stats(true)");
-    auto scale = torch::rsqrt(bn->running_var + bn->options.eps());
-    if (bn->weight.defined()) scale = scale * bn->weight;
-    auto shift = (node.bias - bn->running_mean) * scale;
-    if (bn->bias.defined()) shift = shift + bn->bias;
-    node.weight = node.weight * scale.reshape({-1, 1, 1, 1});
-    node.bias = shift.detach();
+    auto folded = models::fold_batch_norm(conv, *bn);
+    node.weight = folded.weight.detach();
+    node.bias = folded.bias.detach();
+  } else {
+    node.weight = conv.weight.detach().clone();
+    node.bias = conv.bias.defined() ? conv.bias.detach().clone()
+                                    : torch::zeros({conv.weight.size(0)}, conv.weight.options());
   }
   const auto& padding = c10::get<torch::ExpandingArray<2>>(o.padding());
   node.stride = c10::IntArrayRef(o.stride()).vec();
@@ -62,6 +58,13 @@ inline Conv conv_node(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchN
   node.groups = o.groups();
   node.clamp = clamp;
   return node;
+}
+
+/// The BatchNorm node of an eval-mode bn that follows no convolution, reading value `input`.
+inline BatchNorm batch_norm_node(const torch::nn::BatchNorm2dImpl& bn, Clamp clamp, int64_t input) {
+  torch::NoGradGuard no_grad;
+  const auto [scale, shift] = models::batch_norm_affine(bn);
+  return {input, scale.detach(), shift.detach(), clamp};
 }
 
 inline Linear linear_node(const torch::nn::LinearImpl& linear, Clamp clamp, int64_t input) {
@@ -158,6 +161,38 @@ inline Graph to_graph(models::ResNet18& model) {
   return g;
 }
 
+/// WideResNet (Zagoruyko and Komodakis 2016, the TRADES pre-activation form): a block computes
+/// a = relu(bn1(x)), out = conv2(relu(bn2(conv1(a)))) and returns out + x, or out + convShortcut(a)
+/// where the widths differ. bn2 folds into conv1; bn1, which reads the residual sum, is a BatchNorm
+/// layer (so is the final bn1 before the pooling). Dropout is the identity in eval mode.
+inline Graph to_graph(models::WideResNet& model) {
+  namespace nn = torch::nn;
+  using detail::child;
+  auto& m = *model;
+  Graph g;
+  auto v = g.add(detail::conv_node(child<nn::Conv2dImpl>(m, "conv1"), nullptr, Clamp::none(), 0));
+  for (const char* group : {"block1", "block2", "block3"}) {
+    auto& blocks = child<nn::SequentialImpl>(child<models::WideResNetGroupImpl>(m, group), "layer");
+    for (const auto& block_module : blocks.children()) {
+      auto& block = *block_module;
+      const auto x = v;
+      const auto a = g.add(detail::batch_norm_node(child<nn::BatchNorm2dImpl>(block, "bn1"), Clamp::relu(), x));
+      v = g.add(detail::conv_node(child<nn::Conv2dImpl>(block, "conv1"), &child<nn::BatchNorm2dImpl>(block, "bn2"),
+                                  Clamp::relu(), a));
+      v = g.add(detail::conv_node(child<nn::Conv2dImpl>(block, "conv2"), nullptr, Clamp::none(), v));
+      const auto skip = detail::has_child(block, "convShortcut")
+                            ? g.add(detail::conv_node(child<nn::Conv2dImpl>(block, "convShortcut"), nullptr,
+                                                      Clamp::none(), a))
+                            : x;
+      v = g.add(Add{v, skip, Clamp::none()});
+    }
+  }
+  v = g.add(detail::batch_norm_node(child<nn::BatchNorm2dImpl>(m, "bn1"), Clamp::relu(), v));
+  v = g.add(GlobalAvgPool{v});  // avg_pool2d(8) of the 8x8 map: the global mean
+  g.add(detail::linear_node(child<nn::LinearImpl>(m, "fc"), Clamp::none(), v));
+  return g;
+}
+
 /// A user's Sequential of Conv2d, BatchNorm2d, ReLU, ReLU6, MaxPool2d, AdaptiveAvgPool2d(1), Flatten,
 /// Linear (the input shape is taken from the calibration images).
 inline Graph to_graph(torch::nn::Sequential& model) {
@@ -171,11 +206,15 @@ inline Graph to_graph(torch::nn::Sequential& model) {
     auto* last = g.nodes.empty() || v != static_cast<int64_t>(g.nodes.size()) ? nullptr : &g.nodes.back();
     auto* last_conv = last != nullptr ? std::get_if<Conv>(last) : nullptr;
     auto* last_linear = last != nullptr ? std::get_if<Linear>(last) : nullptr;
+    auto* last_bn = last != nullptr ? std::get_if<BatchNorm>(last) : nullptr;
     auto fuse = [&](Clamp clamp, const char* what) {
-      Clamp* target = last_conv != nullptr ? &last_conv->clamp : last_linear != nullptr ? &last_linear->clamp : nullptr;
+      Clamp* target = last_conv != nullptr     ? &last_conv->clamp
+                      : last_linear != nullptr ? &last_linear->clamp
+                      : last_bn != nullptr     ? &last_bn->clamp
+                                               : nullptr;
       TORCH_CHECK(target != nullptr && !target->clamps(), "ardent::deploy::to_graph: layer '", name, "' (", what,
-                  ") of the Sequential follows no Conv2d or Linear; ardent::deploy quantizes an activation only "
-                  "right after a Conv2d or Linear");
+                  ") of the Sequential follows no Conv2d, BatchNorm2d or Linear; ardent::deploy quantizes an "
+                  "activation only right after one of those");
       *target = clamp;
     };
     if (auto* conv = layer.as<nn::Conv2dImpl>()) {
@@ -183,6 +222,8 @@ inline Graph to_graph(torch::nn::Sequential& model) {
       if (i + 1 < layers.size()) bn = layers[i + 1].value()->as<nn::BatchNorm2dImpl>();
       v = g.add(detail::conv_node(*conv, bn, Clamp::none(), v));
       if (bn != nullptr) ++i;
+    } else if (auto* bn = layer.as<nn::BatchNorm2dImpl>()) {  // one that follows no Conv2d
+      v = g.add(detail::batch_norm_node(*bn, Clamp::none(), v));
     } else if (layer.as<nn::ReLUImpl>() != nullptr) {
       fuse(Clamp::relu(), "ReLU");
     } else if (layer.as<nn::ReLU6Impl>() != nullptr) {
@@ -207,7 +248,7 @@ inline Graph to_graph(torch::nn::Sequential& model) {
       v = g.add(detail::linear_node(*linear, Clamp::none(), v));
     } else {
       TORCH_CHECK(false, "ardent::deploy::to_graph: layer '", name, "' of the Sequential is a ", layer.name(),
-                  ", which ardent::deploy cannot quantize; supported: Conv2d, BatchNorm2d after a Conv2d, ReLU, "
+                  ", which ardent::deploy cannot quantize; supported: Conv2d, BatchNorm2d, ReLU, "
                   "ReLU6, MaxPool2d, AdaptiveAvgPool2d(1), Flatten, Linear");
     }
   }
@@ -224,6 +265,7 @@ concept Quantizable = requires(M& model) {
 static_assert(Quantizable<models::SmallCNN>);
 static_assert(Quantizable<models::MobileNetV2>);
 static_assert(Quantizable<models::ResNet18>);
+static_assert(Quantizable<models::WideResNet>);
 static_assert(Quantizable<torch::nn::Sequential>);
 
 }  // namespace ardent::deploy

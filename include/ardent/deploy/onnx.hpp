@@ -4,7 +4,8 @@
 //
 // Input `images` [batch, C, H, W] float32, output `logits` [batch, classes] float32; the batch
 // dimension is symbolic ("batch"). A float model is exported as its graph (BatchNorm folded): Conv,
-// Gemm, Relu / Clip, MaxPool, Add, GlobalAveragePool, Flatten. An Int8Model is exported in QDQ form:
+// Gemm, Relu / Clip, MaxPool, Add, GlobalAveragePool, Flatten, and Mul + Add for a BatchNorm that
+// follows no convolution. An Int8Model is exported in QDQ form:
 // every value is followed by QuantizeLinear / DequantizeLinear on its uint8 grid, weights are int8
 // initializers behind a DequantizeLinear (per output channel: axis 0), biases int32 on the grid
 // s_in * s_w - the form ONNX Runtime rewrites into its int8 kernels (QLinearConv, QGemm, ...).
@@ -228,6 +229,14 @@ inline void write_onnx(const Graph& graph, const std::optional<QdqView>& qdq, co
             return out;
           } else if constexpr (std::is_same_v<N, Add>) {
             b.node("Add", {names[static_cast<std::size_t>(n.a)], names[static_cast<std::size_t>(n.b)]}, out);
+            return activation(n.clamp, out);
+          } else if constexpr (std::is_same_v<N, BatchNorm>) {
+            // y = scale x + shift per channel: Mul and Add with [C, 1, 1] initializers (broadcast).
+            const auto scaled = b.unique("scaled");
+            const auto per_channel = [&](const torch::Tensor& t) { return t.to(torch::kFloat32).reshape({-1, 1, 1}); };
+            b.node("Mul", {names[static_cast<std::size_t>(n.input)], b.constant("bn_scale", per_channel(n.scale))},
+                   scaled);
+            b.node("Add", {scaled, b.constant("bn_shift", per_channel(n.shift))}, out);
             return activation(n.clamp, out);
           } else if constexpr (std::is_same_v<N, GlobalAvgPool>) {
             const auto pooled = b.unique("pooled");

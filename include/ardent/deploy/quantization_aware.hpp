@@ -9,7 +9,8 @@
 // In training mode the activation ranges follow the batches as a moving average (PyTorch's
 // MovingAverageMinMaxObserver), range <- (1 - c) range + c batch_range; in eval mode they are fixed.
 // BatchNorm is folded into the convolutions when the model is built (its statistics are frozen; the
-// folded weights train). The module is an ardent::Model, so it is the student of a Distiller or an
+// folded weights train); one that follows no convolution becomes its per-channel affine map, which
+// trains in float (it has no int8 weight). The module is an ardent::Model, so it is the student of a Distiller or an
 // AdversarialTrainer as it is; deploy::quantize of it uses the learned ranges.
 
 #include "ardent/core/model.hpp"
@@ -43,10 +44,14 @@ class QuantizationAwareImpl : public torch::nn::Module {
     for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
       std::visit(
           [&](auto& n) {
+            const auto key = "layer" + std::to_string(i);
             if constexpr (requires { n.weight; }) {
-              const auto key = "layer" + std::to_string(i);
               n.weight = register_parameter(key + "_weight", n.weight.detach().clone().to(torch::kFloat32));
               n.bias = register_parameter(key + "_bias", n.bias.detach().clone().to(torch::kFloat32));
+            }
+            if constexpr (requires { n.shift; }) {  // a BatchNorm layer: its affine map trains, in float
+              n.scale = register_parameter(key + "_scale", n.scale.detach().clone().to(torch::kFloat32));
+              n.shift = register_parameter(key + "_shift", n.shift.detach().clone().to(torch::kFloat32));
             }
           },
           graph_.nodes[i]);
@@ -86,6 +91,10 @@ class QuantizationAwareImpl : public torch::nn::Module {
             if constexpr (requires { n.weight; }) {
               n.weight = n.weight.detach().clone();
               n.bias = n.bias.detach().clone();
+            }
+            if constexpr (requires { n.shift; }) {
+              n.scale = n.scale.detach().clone();
+              n.shift = n.shift.detach().clone();
             }
           },
           node);

@@ -86,6 +86,10 @@ inline Int8Model quantize_graph(Graph graph, const std::vector<std::pair<double,
             n.weight = program.weights[i].dequantized();
             n.bias = n.bias.detach().to(torch::kFloat32);
           }
+          if constexpr (requires { n.shift; }) {
+            n.scale = n.scale.detach().to(torch::kFloat32).contiguous();
+            n.shift = n.shift.detach().to(torch::kFloat32).contiguous();
+          }
         },
         graph.nodes[i]);
   }
@@ -112,7 +116,7 @@ template <typename M>
 requires(!Quantizable<M>) Int8Model quantize(M&, const torch::Tensor&, QuantizeOptions = {}) {
   static_assert(always_false<M>,
                 "ardent::deploy::quantize: this model type has no ardent::deploy::to_graph overload; supported: "
-                "ardent::models::SmallCNN, MobileNetV2, ResNet18, a torch::nn::Sequential of Conv2d/BatchNorm2d/"
+                "ardent::models::SmallCNN, MobileNetV2, ResNet18, WideResNet, a torch::nn::Sequential of Conv2d/BatchNorm2d/"
                 "ReLU/ReLU6/MaxPool2d/AdaptiveAvgPool2d/Flatten/Linear, and deploy::QuantizationAware");
   return Int8Model(nullptr);
 }

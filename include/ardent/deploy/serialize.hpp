@@ -1,7 +1,7 @@
 #pragma once
 // save_int8 / load_int8: an Int8Model in a torch::save archive - the layers (kind, shapes, strides,
-// activations), the int8 weights with their scales, the float32 biases, every activation grid and the
-// engine. The file is written atomically (io/atomic_file.hpp); reading checks the archive's CRC-32s
+// activations), the int8 weights with their scales, the float32 biases (and a BatchNorm layer's
+// float32 scale and shift), every activation grid and the engine. The file is written atomically (io/atomic_file.hpp); reading checks the archive's CRC-32s
 // and every field, and each error names the file.
 
 #include "ardent/deploy/int8_model.hpp"
@@ -92,6 +92,10 @@ inline void save_int8(const Int8Model& model, const std::filesystem::path& path)
           if constexpr (std::is_same_v<N, MaxPool>) {
             a.write(key + "pool", c10::IValue(std::vector<int64_t>{n.kernel, n.stride, n.padding}));
           }
+          if constexpr (std::is_same_v<N, BatchNorm>) {
+            a.write(key + "scale", n.scale);
+            a.write(key + "shift", n.shift);
+          }
         },
         node);
   }
@@ -176,6 +180,15 @@ inline Int8Model load_int8(const std::filesystem::path& path) {
               n.padding = {c[2], c[3]};
               n.dilation = {c[4], c[5]};
               n.groups = c[6];
+            }
+            if constexpr (std::is_same_v<N, BatchNorm>) {
+              n.scale = detail::read_tensor(a, key + "scale");
+              n.shift = detail::read_tensor(a, key + "shift");
+              TORCH_CHECK(n.scale.scalar_type() == torch::kFloat32 && n.shift.scalar_type() == torch::kFloat32 &&
+                              n.scale.dim() == 1 && n.scale.sizes() == n.shift.sizes(),
+                          key, "scale/shift have dtypes ", n.scale.scalar_type(), "/", n.shift.scalar_type(),
+                          " and shapes ", n.scale.sizes(), "/", n.shift.sizes(),
+                          ", expected float32 vectors of one length (one entry per channel)");
             }
             if constexpr (std::is_same_v<N, MaxPool>) {
               const auto c = detail::read_value(a, key + "pool").toIntVector();

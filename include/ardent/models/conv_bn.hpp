@@ -17,24 +17,36 @@
 
 namespace ardent::models {
 
+/// An eval-mode BatchNorm as the per-channel affine map bn(z) = scale z + shift:
+/// scale = gamma / sqrt(var + eps), shift = beta - scale mean.
+struct ChannelAffine {
+  torch::Tensor scale;
+  torch::Tensor shift;
+};
+
+inline ChannelAffine batch_norm_affine(const torch::nn::BatchNorm2dImpl& bn) {
+  TORCH_CHECK(bn.options.track_running_stats() && bn.running_mean.defined() && bn.running_var.defined(),
+              "ardent::models::batch_norm_affine: argument 'bn' has no running statistics, expected "
+              "track_running_stats(true)");
+  auto scale = torch::rsqrt(bn.running_var + bn.options.eps());
+  if (bn.weight.defined()) scale = scale * bn.weight;
+  auto shift = -bn.running_mean * scale;
+  if (bn.bias.defined()) shift = shift + bn.bias;
+  return {scale, shift};
+}
+
 struct FoldedConv {
   torch::Tensor weight;
   torch::Tensor bias;
 };
 
-/// The weight and bias of the one convolution equal to bn(conv(.)) with bn in eval mode.
-inline FoldedConv fold_batch_norm(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn) {
-  TORCH_CHECK(bn->running_mean.defined() && bn->running_var.defined(),
-              "ardent::models::fold_batch_norm: argument 'bn' has no running statistics, expected "
-              "track_running_stats(true)");
-  TORCH_CHECK(bn->running_mean.size(0) == conv->weight.size(0), "ardent::models::fold_batch_norm: argument 'bn' has ",
-              bn->running_mean.size(0), " channels, expected the convolution's ", conv->weight.size(0));
-  auto scale = torch::rsqrt(bn->running_var + bn->options.eps());
-  if (bn->weight.defined()) scale = scale * bn->weight;
-  auto shift = conv->bias.defined() ? conv->bias - bn->running_mean : -bn->running_mean;
-  shift = shift * scale;
-  if (bn->bias.defined()) shift = shift + bn->bias;
-  return {conv->weight * scale.reshape({-1, 1, 1, 1}), shift};
+/// The weight and bias of the one convolution equal to bn(conv(.)) with bn in eval mode:
+/// (scale w, scale b + shift).
+inline FoldedConv fold_batch_norm(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn) {
+  TORCH_CHECK(bn.options.num_features() == conv.weight.size(0), "ardent::models::fold_batch_norm: argument 'bn' has ",
+              bn.options.num_features(), " channels, expected the convolution's ", conv.weight.size(0));
+  const auto [scale, shift] = batch_norm_affine(bn);
+  return {conv.weight * scale.reshape({-1, 1, 1, 1}), conv.bias.defined() ? conv.bias * scale + shift : shift};
 }
 
 /// Whether conv_bn folds: the switch is on, bn uses its running statistics (eval mode), and no
@@ -54,7 +66,7 @@ inline bool folds_batch_norm(const torch::nn::Conv2d& conv, const torch::nn::Bat
 /// bn(conv(x)), folded when folds_batch_norm(conv, bn).
 inline torch::Tensor conv_bn(torch::nn::Conv2d& conv, torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
   if (!folds_batch_norm(conv, bn)) return batch_norm(bn, conv2d(conv, x));
-  const auto folded = fold_batch_norm(conv, bn);
+  const auto folded = fold_batch_norm(*conv, *bn);
   return conv2d(conv, x, folded.weight, folded.bias);
 }
 
