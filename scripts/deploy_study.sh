@@ -33,7 +33,7 @@ for seed in $SEEDS; do
     --qat-teacher "$teacher" --qat-teacher-width 32 --qat-epochs 1 --qat-steps 10 --seed "$seed" \
     "${common[@]}" > "$runs/seed$seed.log" 2>&1
   cp "$runs/seed$seed/report.json" "$data/seed$seed.json"
-  echo "seed $seed: $(grep -m1 'worst case' "$runs/seed$seed.log" || true)"
+  echo "seed $seed: $(grep "^| worst case" "$runs/seed$seed.log" || true)"
 done
 if [ ! -f "$data/teacher.json" ]; then
   "$bin/deploy" --student "$teacher" --width 32 --out "$runs/teacher" "${common[@]}" > "$runs/teacher.log" 2>&1
