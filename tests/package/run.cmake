@@ -1,6 +1,7 @@
 # Builds and runs the consumer project in tests/package against ardent, in one of these ways:
 #   MODE=find_package      install ardent to a temporary prefix, then find_package(ardent) from it
-#                          (and find_package(ardent COMPONENTS distributed): a second program)
+#                          (and find_package(ardent COMPONENTS distributed), (... deploy): two more
+#                          programs)
 #   MODE=add_subdirectory  the consumer adds ardent's source tree with add_subdirectory
 #   MODE=without_gloo      find_package as above, but the consumer is configured and built where
 #                          Gloo's headers and CMake package are hidden (a mount namespace with empty
@@ -74,5 +75,13 @@ if(EXISTS ${work}/consumer-build/consumer_distributed)
   endif()
 elseif(MODE STREQUAL "find_package")
   message(FATAL_ERROR "find_package(ardent COMPONENTS distributed) built no consumer_distributed")
+endif()
+if(EXISTS ${work}/consumer-build/consumer_deploy)
+  run_step("run consumer_deploy" ${work}/consumer-build/consumer_deploy)
+  if(NOT last_output MATCHES "consumer_deploy: ok")
+    message(FATAL_ERROR "the deploy consumer did not report success:\n${last_output}")
+  endif()
+elseif(NOT MODE STREQUAL "add_subdirectory")
+  message(FATAL_ERROR "find_package(ardent COMPONENTS deploy) built no consumer_deploy")
 endif()
 file(REMOVE_RECURSE ${work})
