@@ -3,7 +3,8 @@
 //   deploy --student runs/ard/student.pt --width 16 --out runs/deploy
 //
 // Writes <out>/student.int8.pt (ardent::deploy::load_int8), <out>/student.onnx (float),
-// <out>/student.int8.onnx (QDQ) and <out>/report.json, and prints a table: size on disk, clean
+// <out>/student.int8.onnx (QDQ), <out>/report.json and what ONNX Runtime's check of the exports
+// needs (manifest.json, the test images and ardent's logits for them), and prints a table: size on disk, clean
 // accuracy, robust accuracy of the float and the int8 model side by side (the float model under
 // white-box APGD-CE, APGD-T and Square; the int8 model under eval::deployed: APGD-CE and APGD-T
 // transferred from its float twin, Square on the int8 model), the agreement of the int8 model with
@@ -67,6 +68,13 @@ double median_ms(Fn&& fn, int64_t runs) {
   }
   std::nth_element(times.begin(), times.begin() + static_cast<std::ptrdiff_t>(times.size() / 2), times.end());
   return times[times.size() / 2];
+}
+
+// Raw float32 in the machine's order, as tests/onnx/check_onnxruntime.js reads it.
+void write_floats(const std::filesystem::path& path, const torch::Tensor& t) {
+  const auto c = t.detach().to(torch::kFloat32).contiguous();
+  ardent::io::write_file_atomically(
+      path, std::string_view(static_cast<const char*>(c.data_ptr()), static_cast<std::size_t>(c.nbytes())), "deploy");
 }
 
 double file_kib(const std::filesystem::path& path) {
@@ -136,6 +144,27 @@ int main(int argc, char** argv) {
     const auto example = test.images.slice(0, 0, 1);
     dp::export_onnx(student, example, (out / "student.onnx").string());
     dp::export_onnx(q, example, (out / "student.int8.onnx").string());
+
+    // ONNX Runtime's check of both exports on the test images: `node tests/onnx/check_onnxruntime.js <out>`
+    // compares its logits with ardent's (float: largest difference; int8: argmax agreement).
+    {
+      torch::NoGradGuard no_grad;
+      write_floats(out / "test_images.bin", test.images);
+      write_floats(out / "student.logits.bin", student->forward(test.images));
+      write_floats(out / "student.int8.logits.bin", ardent::forward(q, test.images));
+      const auto shape = test.images.sizes().vec();
+      const nlohmann::json manifest = {{{"model", "student.onnx"},
+                                        {"images", "test_images.bin"},
+                                        {"shape", shape},
+                                        {"expected", "student.logits.bin"},
+                                        {"max_abs_difference", 1e-4}},
+                                       {{"model", "student.int8.onnx"},
+                                        {"images", "test_images.bin"},
+                                        {"shape", shape},
+                                        {"expected", "student.int8.logits.bin"},
+                                        {"min_argmax_agreement", 0.99}}};
+      ardent::io::write_file_atomically(out / "manifest.json", manifest.dump(2) + "\n", "deploy");
+    }
 
     nlohmann::json report;
     report["settings"] = {{"student", s.student_path},

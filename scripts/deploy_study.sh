@@ -4,6 +4,7 @@
 #   2. its post-training int8 version and a quantization-aware ARD student of the same budget, for each
 #      seed in SEEDS (the deploy example; 1,000 test images, Square-5000, transfer APGD-CE / APGD-T-100);
 #   3. the shipped teacher quantized after training.
+# Each deploy run's exports are then run in ONNX Runtime on the same test images (<name>.onnxruntime.txt).
 # Resumable: a step whose report is committed under docs/performance_data/deploy/ is skipped.
 #   scripts/deploy_study.sh                 # everything (one thread; about an hour on an idle core)
 #   SEEDS="0" LIMIT=200 scripts/deploy_study.sh   # a part of it
@@ -27,15 +28,23 @@ if [ ! -f "$runs/float_ard/student.pt" ]; then
     --epsilon 0.1 --seed 0 --eval-limit 1000 --threads 1 --out "$runs/float_ard" --overwrite \
     > "$runs/float_ard.log" 2>&1
 fi
+# ONNX Runtime on the run's exports and test images (skipped where node or onnxruntime-node is missing).
+onnx_check() {
+  node "$root/tests/onnx/check_onnxruntime.js" "$runs/$1" > "$data/$1.onnxruntime.txt" 2>&1 ||
+    echo "(exit $?: not checked or failed)" >> "$data/$1.onnxruntime.txt"
+}
+
 for seed in $SEEDS; do
   [ -f "$data/seed$seed.json" ] && continue
   "$bin/deploy" --student "$runs/float_ard/student.pt" --width 16 --out "$runs/seed$seed" \
     --qat-teacher "$teacher" --qat-teacher-width 32 --qat-epochs 1 --qat-steps 10 --seed "$seed" \
     "${common[@]}" > "$runs/seed$seed.log" 2>&1
   cp "$runs/seed$seed/report.json" "$data/seed$seed.json"
+  onnx_check "seed$seed"
   echo "seed $seed: $(grep "^| worst case" "$runs/seed$seed.log" || true)"
 done
 if [ ! -f "$data/teacher.json" ]; then
   "$bin/deploy" --student "$teacher" --width 32 --out "$runs/teacher" "${common[@]}" > "$runs/teacher.log" 2>&1
   cp "$runs/teacher/report.json" "$data/teacher.json"
+  onnx_check teacher
 fi
