@@ -8,9 +8,9 @@
 
 int main() {
   torch::manual_seed(0);
-  torch::nn::Sequential model(torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 4, 3).padding(1)), torch::nn::BatchNorm2d(4),
-                              torch::nn::ReLU(), torch::nn::MaxPool2d(2), torch::nn::Flatten(),
-                              torch::nn::Linear(4 * 4 * 4, 3));
+  torch::nn::Sequential model(torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 4, 3).padding(1)),
+                              torch::nn::BatchNorm2d(4), torch::nn::ReLU(), torch::nn::MaxPool2d(2),
+                              torch::nn::Flatten(), torch::nn::Linear(4 * 4 * 4, 3));
   model->eval();
   const auto images = torch::rand({16, 1, 8, 8});
   auto int8 = ardent::deploy::quantize(model, images);

@@ -109,10 +109,10 @@ class Int8ModelImpl : public torch::nn::Module {
               static const auto bn = detail::quantized_op("quantized::batch_norm2d", "");
               static const auto bn_relu = detail::quantized_op("quantized::batch_norm2d_relu", "");
               const auto channels = n.scale.size(0);
-              return detail::call_quantized(n.clamp.clamps() ? bn_relu : bn,
-                                            {values[n.input], c10::optional<torch::Tensor>(n.scale),
-                                             c10::optional<torch::Tensor>(n.shift), torch::zeros({channels}),
-                                             torch::ones({channels}), 0.0, out.scale, out.zero_point})
+              return detail::call_quantized(
+                         n.clamp.clamps() ? bn_relu : bn,
+                         {values[n.input], c10::optional<torch::Tensor>(n.scale), c10::optional<torch::Tensor>(n.shift),
+                          torch::zeros({channels}), torch::ones({channels}), 0.0, out.scale, out.zero_point})
                   .toTensor();
             } else if constexpr (std::is_same_v<N, GlobalAvgPool>) {
               return at::adaptive_avg_pool2d(values[n.input], {1, 1}).contiguous().flatten(1);

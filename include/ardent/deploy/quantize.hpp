@@ -114,10 +114,11 @@ inline constexpr bool always_false = false;
 /// A model ardent::deploy does not know how to quantize: refused at compile time.
 template <typename M>
 requires(!Quantizable<M>) Int8Model quantize(M&, const torch::Tensor&, QuantizeOptions = {}) {
-  static_assert(always_false<M>,
-                "ardent::deploy::quantize: this model type has no ardent::deploy::to_graph overload; supported: "
-                "ardent::models::SmallCNN, MobileNetV2, ResNet18, WideResNet, a torch::nn::Sequential of Conv2d/BatchNorm2d/"
-                "ReLU/ReLU6/MaxPool2d/AdaptiveAvgPool2d/Flatten/Linear, and deploy::QuantizationAware");
+  static_assert(
+      always_false<M>,
+      "ardent::deploy::quantize: this model type has no ardent::deploy::to_graph overload; supported: "
+      "ardent::models::SmallCNN, MobileNetV2, ResNet18, WideResNet, a torch::nn::Sequential of Conv2d/BatchNorm2d/"
+      "ReLU/ReLU6/MaxPool2d/AdaptiveAvgPool2d/Flatten/Linear, and deploy::QuantizationAware");
   return Int8Model(nullptr);
 }
 

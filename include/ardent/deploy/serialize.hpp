@@ -1,8 +1,8 @@
 #pragma once
 // save_int8 / load_int8: an Int8Model in a torch::save archive - the layers (kind, shapes, strides,
 // activations), the int8 weights with their scales, the float32 biases (and a BatchNorm layer's
-// float32 scale and shift), every activation grid and the engine. The file is written atomically (io/atomic_file.hpp); reading checks the archive's CRC-32s
-// and every field, and each error names the file.
+// float32 scale and shift), every activation grid and the engine. The file is written atomically (io/atomic_file.hpp);
+// reading checks the archive's CRC-32s and every field, and each error names the file.
 
 #include "ardent/deploy/int8_model.hpp"
 #include "ardent/io/atomic_file.hpp"
