@@ -5,7 +5,7 @@
 //
 //   build/examples/fit_rslad [training images] [test images]      (from the repository's root)
 //
-// Defaults: two epochs over the first 10,000 training images and 1,000 test images, about TIME_RSLAD
+// Defaults: two epochs over the first 10,000 training images and 1,000 test images, about three minutes
 // on two cores.
 #include <ardent/ardent.hpp>
 
