@@ -9,7 +9,7 @@
 //   build/examples/custom_policy [training images] [test images]      (from the repository's root)
 //
 // Defaults: one epoch over the first 20,000 training images and 1,000 test images, about a minute
-// on two cores. The student trains against a two-pass attack; PGD-20 measures what robustness it got.
+// on two cores. The student trains against a one-gradient attack; PGD-20 measures what robustness it got.
 #include <ardent/ardent.hpp>
 
 #include <fmt/core.h>
