@@ -199,8 +199,8 @@ int main(int argc, char** argv) {
                                 ev::square(s.epsilon, s.queries)});
     // The APGDs run on the int8 network's float twin (its exact arithmetic, straight-through gradients):
     // the strongest transfer source it has.
-    const auto int8_report =
-        ardent::evaluate(q, test.images, test.labels, ev::deployed(s.epsilon, s.queries, s.apgd_steps));
+    const auto int8_report = ardent::evaluate(q, test.images, test.labels,
+                                              ev::deployed(s.epsilon, s.queries, s.apgd_steps));
     report["float"] = float_report.to_json();
     report["int8"] = int8_report.to_json();
 
