@@ -11,4 +11,4 @@ build="${ARDENT_BUILD_DIR:-$root/build}"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j "$(nproc)" --target demo
 cd "$root"
-"$build/examples/demo" --teacher models/fashion_teacher.pt "$@"
+"$build/tools/demo" --teacher models/fashion_teacher.pt "$@"

@@ -2,7 +2,7 @@
 # The deploy study of docs/deploy.md: on Fashion-MNIST at eps 0.1, from the shipped teacher,
 #   1. the float ARD student (distill's defaults: PGD-10, T = 30, one epoch on all 60,000 images, seed 0);
 #   2. its post-training int8 version and a quantization-aware ARD student of the same budget, for each
-#      seed in SEEDS (the deploy example; 1,000 test images, Square-5000, transfer APGD-CE / APGD-T-100);
+#      seed in SEEDS (the deploy tool; 1,000 test images, Square-5000, transfer APGD-CE / APGD-T-100);
 #   3. the shipped teacher quantized after training.
 # Each deploy run's exports are then run in ONNX Runtime on the same test images (<name>.onnxruntime.txt).
 # Resumable: a step whose report is committed under docs/performance_data/deploy/ is skipped.
@@ -11,7 +11,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ARDENT_BUILD_DIR:-$root/build}"
-bin="${STUDY_BIN:-$build/examples}"   # a copy keeps a rebuild during the runs from changing them
+bin="${STUDY_BIN:-$build/tools}"   # a copy keeps a rebuild during the runs from changing them
 runs="${STUDY_RUNS:-$root/runs/deploy_study}"
 data="$root/docs/performance_data/deploy"
 teacher="$root/models/fashion_teacher.pt"

@@ -23,7 +23,7 @@ mkdir -p "$build" "$runs"
 
 "$root/scripts/setup.sh"
 # The include paths and definitions of LibTorch as CMake finds them.
-cmake -S "$root" -B "$build/cmake" -DCMAKE_BUILD_TYPE=Release -DARDENT_BUILD_EXAMPLES=OFF \
+cmake -S "$root" -B "$build/cmake" -DCMAKE_BUILD_TYPE=Release -DARDENT_BUILD_EXAMPLES=OFF -DARDENT_BUILD_TOOLS=OFF \
   -DARDENT_BUILD_BENCHMARKS=OFF >/dev/null
 flags_file="$build/cmake/tests/CMakeFiles/ardent_kill_resume_child.dir/flags.make"
 defines="$(sed -n 's/^CXX_DEFINES = //p' "$flags_file")"

@@ -2,7 +2,7 @@
 # Starts N local processes of PROGRAM with torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
 # LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), so that ardent's programs train data-parallel:
 #
-#   scripts/launch.sh --nproc 2 build/examples/distill --teacher t.pt --out runs/ard2
+#   scripts/launch.sh --nproc 2 build/tools/distill --teacher t.pt --out runs/ard2
 #
 # Options: --nproc N (required), --master-port P (default: $MASTER_PORT, or a free port),
 # --threads T (OMP_NUM_THREADS of each process, default: cores / N, at least 1),

@@ -59,7 +59,7 @@ part1() {
     [ -f "$out/$name/student.pt" ] && return 0
     local teacher=()
     case $recipe in natural|madry) ;; *) teacher=(--teacher models/fashion_teacher.pt --teacher-width 32) ;; esac
-    "$build/examples/distill" --recipe "$recipe" "${teacher[@]}" --width "$width" --epsilon $EPSILON \
+    "$build/tools/distill" --recipe "$recipe" "${teacher[@]}" --width "$width" --epsilon $EPSILON \
       --epochs "$EPOCHS" --eval-limit "$EVAL_IMAGES" --seed $SEED --out "$out/$name" > "$out/$name.log" 2>&1
     tail -n 1 "$out/$name.log"
   }
@@ -67,10 +67,10 @@ part1() {
   evaluate() {  # name checkpoint width
     local name=$1 checkpoint=$2 width=$3
     [ -f "$out/$name.eval.json" ] && return 0
-    "$build/examples/evaluate" --checkpoint "$checkpoint" --width "$width" --suite all --epsilon $EPSILON \
+    "$build/tools/evaluate" --checkpoint "$checkpoint" --width "$width" --suite all --epsilon $EPSILON \
       --steps 20 --limit "$EVAL_IMAGES" --seed $SEED --json "$out/$name.eval.json" > "$out/$name.eval.log" 2>&1
     for eps in 0.025 0.05 0.075 0.15; do
-      "$build/examples/evaluate" --checkpoint "$checkpoint" --width "$width" --suite pgd --epsilon $eps --steps 20 \
+      "$build/tools/evaluate" --checkpoint "$checkpoint" --width "$width" --suite pgd --epsilon $eps --steps 20 \
         --limit "$EVAL_IMAGES" --seed $SEED --json "$out/$name.pgd_$eps.json" >> "$out/$name.eval.log" 2>&1
     done
   }
@@ -127,7 +127,7 @@ wait_for() {
 evaluate2() {
   local name=$1 model=$2 width=$3
   [ -f "$data2/$name.eval.json" ] && return 0
-  "$build/examples/evaluate" --checkpoint "$model" --width "$width" --suite study --epsilon $EPSILON --steps 20 \
+  "$build/tools/evaluate" --checkpoint "$model" --width "$width" --suite study --epsilon $EPSILON --steps 20 \
     --limit "$EVAL_IMAGES" --seed $SEED --threads 1 --json "$data2/$name.eval.json" > "$out2/$name.eval.log" 2>&1
   tail -n 3 "$out2/$name.eval.log"
 }
@@ -154,7 +154,7 @@ student_run() {
   if [ ! -f "$out2/$name/student.pt" ]; then
     local resume=(); [ -f "$out2/$name/checkpoint.pt" ] && resume=(--resume)
     echo "study: training $name"
-    "$build/examples/distill" "${args[@]}" "${resume[@]}" > "$out2/$name.log" 2>&1
+    "$build/tools/distill" "${args[@]}" "${resume[@]}" > "$out2/$name.log" 2>&1
   fi
   cp "$out2/$name/metrics.csv" "$data2/$name.metrics.csv"
   cp "$out2/$name/report.json" "$data2/$name.report.json"
@@ -166,12 +166,12 @@ student_run() {
 autoattack() {
   local name=$1 model=$2 width=$3
   if [ ! -f "$data2/$name.autoattack.json" ]; then
-    "$build/examples/evaluate" --checkpoint "$model" --width "$width" --suite autoattack --epsilon $EPSILON \
+    "$build/tools/evaluate" --checkpoint "$model" --width "$width" --suite autoattack --epsilon $EPSILON \
       --limit "$AUTOATTACK_IMAGES" --seed $SEED --threads 1 --json "$data2/$name.autoattack.json" > "$out2/$name.autoattack.log" 2>&1
     tail -n 3 "$out2/$name.autoattack.log"
   fi
   [ -f "$data2/$name.autoattack_images.study.json" ] && return 0
-  "$build/examples/evaluate" --checkpoint "$model" --width "$width" --suite study --epsilon $EPSILON --steps 20 \
+  "$build/tools/evaluate" --checkpoint "$model" --width "$width" --suite study --epsilon $EPSILON --steps 20 \
     --limit "$AUTOATTACK_IMAGES" --seed $SEED --threads 1 --json "$data2/$name.autoattack_images.study.json" \
     >> "$out2/$name.autoattack.log" 2>&1
 }
@@ -187,7 +187,7 @@ teacher() {
     if [ ! -f "$dir/teacher.pt" ]; then
       local resume=(); [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
       echo "study: training the strong teacher (width $TEACHER_WIDTH, $TEACHER_EPOCHS epochs of Madry AT)"
-      "$build/examples/train_teacher" --out "$dir" --width $TEACHER_WIDTH --epochs "$TEACHER_EPOCHS" \
+      "$build/tools/train_teacher" --out "$dir" --width $TEACHER_WIDTH --epochs "$TEACHER_EPOCHS" \
         --epsilon $EPSILON --eval-limit "$EVAL_IMAGES" --seed $SEED --threads 1 "${resume[@]}" > "$dir.log" 2>&1
     fi
     cp "$dir/teacher.pt" models/fashion_teacher_w64.pt
@@ -277,7 +277,7 @@ pair_run() {
   local dir="$out2/$name" resume=()
   [ -f "$dir/checkpoint.pt" ] && resume=(--resume)
   echo "study: training $name"
-  "$build/examples/resnet18_to_mobilenetv2" --dataset fashion-mnist --recipe "$recipe" \
+  "$build/tools/resnet18_to_mobilenetv2" --dataset fashion-mnist --recipe "$recipe" \
     --teacher-width "$PAIR_TEACHER_WIDTH" --width-multiplier "$PAIR_MULTIPLIER" --epsilon $EPSILON \
     --epochs "$PAIR_EPOCHS" --limit "$PAIR_LIMIT" --eval-limit "$EVAL_IMAGES" --final-eval --seed "$seed" --threads 1 \
     --out "$dir" "$@" "${resume[@]}" > "$dir.log" 2>&1

@@ -8,7 +8,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ARDENT_SANITIZE_BUILD_DIR:-$root/build-sanitize}"
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DARDENT_SANITIZE=ON \
-  -DARDENT_BUILD_EXAMPLES=OFF -DARDENT_BUILD_BENCHMARKS=OFF >/dev/null
+  -DARDENT_BUILD_EXAMPLES=OFF -DARDENT_BUILD_TOOLS=OFF -DARDENT_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" --target ardent_tests ardent_kill_resume_child ardent_fuzz_replay
 cd "$build"
 # LeakSanitizer on; LibTorch's own allocations that live until exit are not ardent's leaks.

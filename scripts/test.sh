@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds ardent's tests, examples and benchmarks with both cores, and
+# Installs what is missing, builds ardent's tests, examples, tools and benchmarks with both cores, and
 # runs the whole test suite, then the sanitizer configuration (scripts/sanitize.sh: the unit
 # tests and the fuzz corpora under ASan and UBSan). Exits non-zero on any failure.
 set -euo pipefail

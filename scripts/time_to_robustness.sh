@@ -18,7 +18,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${ARDENT_BUILD_DIR:-$root/build}"
 # The programs the runs use (TTR_BIN: a copy, so that a rebuild during the runs changes nothing).
-bin="${TTR_BIN:-$build/examples}"
+bin="${TTR_BIN:-$build/tools}"
 runs="${TTR_RUNS:-$root/runs/ttr}"
 data="$root/docs/performance_data/time_to_robustness"
 teacher="$root/models/fashion_teacher.pt"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# torchrun launches ardent's example programs as scripts/launch.sh does, and its elastic restart
+# torchrun launches ardent's tools as scripts/launch.sh does, and its elastic restart
 # continues a run exactly (ctest: distributed.torchrun_restart):
 #   torchrun.sh PYTHON TEACHER DISTILL LAUNCH_SH WORKDIR   (TEACHER: models/fashion_teacher.pt)
 # An uninterrupted 2-process distill run, then the same run in which rank 1 is killed (SIGKILL) in

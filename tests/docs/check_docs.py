@@ -22,7 +22,7 @@ occur in include/ardent, so a renamed or removed function cannot stay in the doc
 messages: a quoted message is a `backticked` cell of a Markdown table column whose heading says
 "message". The message is cut at its placeholders (<...>, ..., numbers, quoted argument names and
 values); each remaining piece of at least 12 characters must occur in a string literal of
-include/ardent or examples/. The check catches reworded and removed messages; it cannot check how
+include/ardent, examples/ or tools/. The check catches reworded and removed messages; it cannot check how
 the pieces are put together, which the unit tests of each error do.
 """
 import pathlib
@@ -124,9 +124,10 @@ def snippets(output, markdown):
 
 
 def code_text(root):
-    """The text of every header and example: what the docs are checked against."""
+    """The text of every header, example and tool: what the docs are checked against."""
     files = list(pathlib.Path(root, 'include', 'ardent').rglob('*.hpp'))
-    files += list(pathlib.Path(root, 'examples').glob('*.[ch]pp'))
+    for folder in ('examples', 'tools'):
+        files += list(pathlib.Path(root, folder).glob('*.[ch]pp'))
     return '\n'.join(f.read_text(encoding='utf-8') for f in files)
 
 
@@ -139,7 +140,7 @@ def synopses(root, markdown):
                 for name in re.findall(r'\b([a-z_][a-z0-9_]*)\(', line.split('//')[0]):
                     if name not in ('requires', 'decltype', 'sizeof', 'noexcept', 'static_assert', 'operator') \
                             and not re.search(r'\b' + name + r'\(', code):
-                        failures.append(f'{path}:{first + offset}: {name}() is not in include/ardent or examples/')
+                        failures.append(f'{path}:{first + offset}: {name}() is not in include/ardent, examples/ or tools/')
     print('\n'.join(failures) or f'check_docs.py: {count} synopsis blocks name only existing functions')
     return 1 if failures else 0
 

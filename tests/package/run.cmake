@@ -49,7 +49,7 @@ endif()
 if(MODE STREQUAL "find_package" OR MODE STREQUAL "without_gloo")
   set(prefix ${work}/prefix)
   run_step("configure ardent" ${CMAKE_COMMAND} -S ${ARDENT_SOURCE_DIR} -B ${work}/ardent-build ${common}
-    -DARDENT_BUILD_TESTS=OFF -DARDENT_BUILD_EXAMPLES=OFF -DARDENT_BUILD_BENCHMARKS=OFF -DCMAKE_INSTALL_PREFIX=${prefix})
+    -DARDENT_BUILD_TESTS=OFF -DARDENT_BUILD_EXAMPLES=OFF -DARDENT_BUILD_TOOLS=OFF -DARDENT_BUILD_BENCHMARKS=OFF -DCMAKE_INSTALL_PREFIX=${prefix})
   run_step("install ardent" ${CMAKE_COMMAND} --install ${work}/ardent-build)
   # The installed package must be relocatable: move the prefix before using it.
   file(RENAME ${prefix} ${work}/moved-prefix)

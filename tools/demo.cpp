@@ -22,11 +22,11 @@ struct Settings {
   int64_t eval_limit = 2000;
   int64_t apgd_steps = 50;
   uint64_t seed = 0;
-  int threads = examples::default_threads();
+  int threads = tools::default_threads();
 };
 
 template <typename Trainer>
-void train(Trainer& trainer, const examples::Subset& data, const Settings& s, const char* what) {
+void train(Trainer& trainer, const tools::Subset& data, const Settings& s, const char* what) {
   torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(1e-3));
   ardent::data::ShuffledBatches batches(data.images, data.labels, 128, s.seed);
   ardent::train::LoopOptions loop;
@@ -78,11 +78,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    examples::set_threads(s.threads);
+    tools::set_threads(s.threads);
     const ardent::data::MNIST train_set(s.data_dir, ardent::data::MNIST::Split::Train);
     const ardent::data::MNIST test_set(s.data_dir, ardent::data::MNIST::Split::Test);
-    const auto train_data = examples::take(train_set, s.limit);
-    const auto test = examples::take(test_set, s.eval_limit);
+    const auto train_data = tools::take(train_set, s.limit);
+    const auto test = tools::take(test_set, s.eval_limit);
 
     ardent::models::SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(s.teacher_width));
     ardent::load_module(teacher, s.teacher_path);
@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
 
     torch::manual_seed(s.seed);
     ardent::models::SmallCNN student(ardent::models::SmallCNNOptions(10).width(s.width));
-    const auto attack = examples::madry_pgd_options(s.epsilon, 10);
+    const auto attack = tools::madry_pgd_options(s.epsilon, 10);
     auto ard = ardent::make_ard(teacher, student, /*alpha=*/1.0, /*temperature=*/30.0, attack);
     train(ard, train_data, s, "ARD student");
 
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
     row(fmt::format("natural student (width {})", s.width), natural);
     row(fmt::format("ARD student (width {})", s.width), student);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "demo: {}\n", examples::error_message(e));
+    fmt::print(stderr, "demo: {}\n", tools::error_message(e));
     return 1;
   }
   return 0;

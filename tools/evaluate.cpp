@@ -43,7 +43,7 @@ struct Settings {
   int64_t progress_every = 0;
   double progress_seconds = 30;
   bool protocol_only = false;
-  int threads = examples::default_threads();
+  int threads = tools::default_threads();
   uint64_t seed = 0;
 };
 
@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
 
   try {
     if (!*model_opt && !*checkpoint_opt) throw CLI::RequiredError("--model or --checkpoint");
-    examples::quiet_unless_main();
+    tools::quiet_unless_main();
     torch::set_num_threads(s.threads);
     ardent::keep_freed_memory();  // the program's opt-in (ardent/core/memory.hpp)
     torch::manual_seed(s.seed);
@@ -209,7 +209,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::Error& e) {
     return app.exit(e);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "evaluate: {}\n", examples::error_message(e));
+    fmt::print(stderr, "evaluate: {}\n", tools::error_message(e));
     return 1;
   }
 }

@@ -53,7 +53,7 @@ struct Settings {
   int64_t qat_limit = 0;
   int64_t qat_steps = 10;
   uint64_t seed = 0;
-  int threads = examples::default_threads();
+  int threads = tools::default_threads();
 };
 
 /// Median wall time of `runs` calls of fn, in milliseconds (after one warm-up call).
@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", s.threads, "Intra-op threads")->check(CLI::Range(1, 1024))->capture_default_str();
   try {
     app.parse(argc, argv);
-    examples::set_threads(s.threads);
+    tools::set_threads(s.threads);
     namespace dp = ardent::deploy;
     const std::filesystem::path out = s.out;
     std::filesystem::create_directories(out);
@@ -132,9 +132,8 @@ int main(int argc, char** argv) {
     ardent::models::SmallCNN student(ardent::models::SmallCNNOptions(10).width(s.width));
     ardent::load_module(student, s.student_path);
     student->eval();
-    const auto train = examples::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Train),
-                                      s.calibration);
-    const auto test = examples::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Test), s.limit);
+    const auto train = tools::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Train), s.calibration);
+    const auto test = tools::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Test), s.limit);
     fmt::print("student: SmallCNN (width {}) from {}; {} calibration images, {} test images, eps {}\n", s.width,
                s.student_path, train.images.size(0), test.images.size(0), s.epsilon);
 
@@ -213,9 +212,9 @@ int main(int argc, char** argv) {
       torch::manual_seed(s.seed);
       ardent::models::SmallCNN fresh(ardent::models::SmallCNNOptions(10).width(s.width));
       auto qat = dp::quantization_aware(fresh, train.images, options);
-      auto ard = ardent::make_ard(teacher, qat, 1.0, 30.0, examples::madry_pgd_options(s.epsilon, s.qat_steps));
+      auto ard = ardent::make_ard(teacher, qat, 1.0, 30.0, tools::madry_pgd_options(s.epsilon, s.qat_steps));
       torch::optim::Adam adam(qat->parameters(), torch::optim::AdamOptions(1e-3));
-      const auto all = examples::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Train), s.qat_limit);
+      const auto all = tools::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Train), s.qat_limit);
       ardent::data::ShuffledBatches batches(all.images, all.labels, 128, s.seed);
       const auto start = std::chrono::steady_clock::now();
       for (int64_t epoch = 0; epoch < s.qat_epochs; ++epoch) {

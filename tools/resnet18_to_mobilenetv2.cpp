@@ -46,7 +46,7 @@ struct Settings {
   bool final_eval = false;
   bool sync_batch_norm = false;
   uint64_t seed = 0;
-  int threads = examples::default_threads();
+  int threads = tools::default_threads();
   std::string out = "runs/resnet18_to_mobilenetv2";
   bool resume = false;
   bool overwrite = false;
@@ -111,14 +111,14 @@ ardent::models::MobileNetV2 make_student(const Settings& s) {
 /// Trains `model` with `trainer` (train_loop: checkpoints, metrics, resume, data parallelism), then
 /// writes it as <out>/<name>.pt with report.json and, with --final-eval, eval.json.
 template <typename Trainer, typename M>
-void train_and_save(Trainer& trainer, M& model, const std::string& name, const examples::Subset& train_set,
-                    const examples::Subset& test, const Settings& s) {
+void train_and_save(Trainer& trainer, M& model, const std::string& name, const tools::Subset& train_set,
+                    const tools::Subset& test, const Settings& s) {
   torch::optim::SGD optimizer(trainer.parameters(), torch::optim::SGDOptions(s.lr).momentum(0.9).weight_decay(2e-4));
   ardent::data::ShuffledBatches shuffled(train_set.images, train_set.labels, s.batch_size, s.seed);
   AugmentedBatches batches(shuffled, s.seed, /*augment=*/s.dataset == "cifar10");
   const std::filesystem::path dir(s.out);
-  auto loop = examples::epoch_loop(model, test, s.epsilon, dir, s.epochs, s.resume, /*guard=*/nullptr,
-                                   /*eval_batch_size=*/100);
+  auto loop = tools::epoch_loop(model, test, s.epsilon, dir, s.epochs, s.resume, /*guard=*/nullptr,
+                                /*eval_batch_size=*/100);
   loop.progress_every = 20;
   // Opt-in: one process, or data-parallel across those scripts/launch.sh or torchrun started.
   const ardent::distributed::DataParallelLoop parallel(
@@ -147,7 +147,7 @@ void train_and_save(Trainer& trainer, M& model, const std::string& name, const e
                                 ardent::distributed::shard(test.labels, world),
                                 ardent::eval::study_suite(s.epsilon, 20), ardent::EvalOptions().batch_size(100)));
   }
-  if (!examples::main_rank()) return;
+  if (!tools::main_rank()) return;
   ardent::save_module(model, dir / (name + ".pt"));
   const nlohmann::json report{{"program", "resnet18_to_mobilenetv2"},
                               {"dataset", s.dataset},
@@ -176,9 +176,9 @@ void train_and_save(Trainer& trainer, M& model, const std::string& name, const e
 }
 
 template <ardent::Model Teacher>
-void distill(Teacher teacher, const examples::Subset& train_set, const examples::Subset& test, const Settings& s) {
+void distill(Teacher teacher, const tools::Subset& train_set, const tools::Subset& test, const Settings& s) {
   auto student = make_student(s);
-  const auto attack = examples::madry_pgd_options(s.epsilon, s.steps);
+  const auto attack = tools::madry_pgd_options(s.epsilon, s.steps);
   auto ard = ardent::make_ard(teacher, student, 1.0, 30.0, attack);  // the paper's alpha and T
   train_and_save(ard, student, "student", train_set, test, s);
 }
@@ -248,7 +248,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--out", s.out, "Output directory (student.pt or teacher.pt, checkpoint.pt, metrics.csv, report.json)")
       ->capture_default_str();
-  examples::add_resume_option(app, s.resume);
+  tools::add_resume_option(app, s.resume);
   app.add_flag("--overwrite", s.overwrite, "Replace the run in --out (without it, an existing run is refused)");
   CLI11_PARSE(app, argc, argv);
   if (s.dataset == "fashion-mnist" && s.data_dir.empty() && s.synthetic == 0) {
@@ -260,11 +260,11 @@ int main(int argc, char** argv) {
   }
 
   try {
-    examples::claim_output(s.out, s.resume, s.overwrite);
-    examples::set_threads(s.threads);
+    tools::claim_output(s.out, s.resume, s.overwrite);
+    tools::set_threads(s.threads);
     torch::manual_seed(s.seed);
-    examples::Subset train;
-    examples::Subset test;
+    tools::Subset train;
+    tools::Subset test;
     const int64_t side = s.dataset == "cifar10" ? 32 : 28;
     if (s.synthetic > 0) {
       train = {torch::rand({s.synthetic, s.channels(), side, side}), torch::randint(10, {s.synthetic}, torch::kLong)};
@@ -274,23 +274,23 @@ int main(int argc, char** argv) {
       const ardent::data::CIFAR10 test_set(s.data_dir, ardent::data::CIFAR10::Split::Test);
       const auto take = [](const auto& set, int64_t limit) {
         const int64_t n = limit > 0 ? std::min<int64_t>(limit, set.images().size(0)) : set.images().size(0);
-        return examples::Subset{set.images().slice(0, 0, n), set.labels().slice(0, 0, n)};
+        return tools::Subset{set.images().slice(0, 0, n), set.labels().slice(0, 0, n)};
       };
       train = take(train_set, s.limit);
       test = take(test_set, s.eval_limit);
     } else {
-      train = examples::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Train), s.limit);
-      test = examples::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Test), s.eval_limit);
+      train = tools::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Train), s.limit);
+      test = tools::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Test), s.eval_limit);
     }
     fmt::print("{} on {}: ResNet18 (width {}) -> MobileNetV2 (x{}), {} training images, epsilon {:.4g}, {} epochs\n",
                s.recipe, s.dataset, s.teacher_width, s.width_multiplier, train.images.size(0), s.epsilon, s.epochs);
     if (s.recipe == "teacher") {
       auto teacher = make_teacher(s);
-      auto trainer = ardent::make_madry_trainer(teacher, examples::madry_pgd_options(s.epsilon, s.steps));
+      auto trainer = ardent::make_madry_trainer(teacher, tools::madry_pgd_options(s.epsilon, s.steps));
       train_and_save(trainer, teacher, "teacher", train, test, s);
     } else if (s.recipe == "madry") {
       auto student = make_student(s);
-      auto trainer = ardent::make_madry_trainer(student, examples::madry_pgd_options(s.epsilon, s.steps));
+      auto trainer = ardent::make_madry_trainer(student, tools::madry_pgd_options(s.epsilon, s.steps));
       train_and_save(trainer, student, "student", train, test, s);
     } else if (s.teacher_format == "torchscript" && !s.teacher_path.empty()) {
       distill(torch::jit::load(s.teacher_path), train, test, s);
@@ -306,7 +306,7 @@ int main(int argc, char** argv) {
       distill(teacher, train, test, s);
     }
   } catch (const std::exception& e) {
-    fmt::print(stderr, "resnet18_to_mobilenetv2: {}\n", examples::error_message(e));
+    fmt::print(stderr, "resnet18_to_mobilenetv2: {}\n", tools::error_message(e));
     return 1;
   }
   return 0;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the example programs refuse (issue 22, defects 4, 5 and 7), run by ctest (label examples):
+# What the tools refuse (issue 22, defects 4, 5 and 7), run by ctest (label tools):
 #   refusals.sh DISTILL TEACHER WORKDIR
 # TEACHER is a SmallCNN of width 4 saved by train_teacher. Each refusal must name the flag to use.
 set -euo pipefail

@@ -22,7 +22,7 @@ struct Settings {
   std::string recipe = "ard";
   int64_t width = 16;
   double epsilon = 0.1;
-  examples::TrainingAttackFlags training;
+  tools::TrainingAttackFlags training;
   double alpha = 1.0;
   double temperature = 0;  // 0: the recipe's default (30 for ARD, 4 for KD, 1 for RSLAD and AdaAD)
   int64_t epochs = 1;
@@ -31,7 +31,7 @@ struct Settings {
   int64_t limit = 0;
   int64_t eval_limit = 1000;
   uint64_t seed = 0;
-  int threads = examples::default_threads();
+  int threads = tools::default_threads();
   std::string out = "runs/distill";
   bool resume = false;
   bool overwrite = false;
@@ -42,12 +42,12 @@ struct Settings {
 /// catastrophic overfitting when it is on.
 template <typename Trainer>
 void run(Trainer& trainer, ardent::models::SmallCNN& student,
-         std::map<std::string, std::shared_ptr<torch::nn::Module>> modules, const examples::Subset& train,
-         const examples::Subset& test, examples::EpochEndHooks& guard, const Settings& s) {
+         std::map<std::string, std::shared_ptr<torch::nn::Module>> modules, const tools::Subset& train,
+         const tools::Subset& test, tools::EpochEndHooks& guard, const Settings& s) {
   torch::optim::Adam optimizer(trainer.parameters(), torch::optim::AdamOptions(s.lr));
   ardent::data::ShuffledBatches batches(train.images, train.labels, s.batch_size, s.seed);
   const std::filesystem::path dir(s.out);
-  auto loop = examples::epoch_loop(student, test, s.epsilon, dir, s.epochs, s.resume, &guard);
+  auto loop = tools::epoch_loop(student, test, s.epsilon, dir, s.epochs, s.resume, &guard);
   // What defines the run: resuming with other values is refused (epochs may grow). The teacher and
   // the data are compared by content, not by path.
   loop.run_options = {{"recipe", s.recipe},
@@ -64,12 +64,12 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
                       {"lr", fmt::format("{}", s.lr)},
                       {"limit", std::to_string(s.limit)},
                       {"seed", std::to_string(s.seed)}};
-  loop.run_options.merge(examples::mnist_digests(s.data_dir));
+  loop.run_options.merge(tools::mnist_digests(s.data_dir));
   // Opt-in: one process, or data-parallel across those scripts/launch.sh or torchrun started.
   const ardent::distributed::DataParallelLoop parallel(ardent::distributed::world());
   loop.parallel = &parallel;
   const auto history = ardent::train::train_loop(trainer, batches, optimizer, std::move(modules), loop, guard);
-  if (!examples::main_rank()) return;
+  if (!tools::main_rank()) return;
   ardent::save_module(student, dir / "student.pt");  // atomically, as every file the run writes
   const nlohmann::json report{{"program", "distill"},
                               {"recipe", s.recipe},
@@ -97,14 +97,14 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
 }
 
 template <ardent::Model Teacher>
-void distill(Teacher teacher, ardent::models::SmallCNN student, const examples::Subset& train,
-             const examples::Subset& test, const examples::Subset& guard_set, const Settings& s) {
+void distill(Teacher teacher, ardent::models::SmallCNN student, const tools::Subset& train, const tools::Subset& test,
+             const tools::Subset& guard_set, const Settings& s) {
   const double t = s.temperature;
   std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"student", student.ptr()}};
   if (s.recipe == "ard") {
     // Any training attack: PGD, FGSM-RS or N-FGSM, warm-started or not.
-    examples::with_training_attack(s.training, s.epsilon, train, [&](auto attack, auto cold, auto memory) {
-      examples::EpochEndHooks guard(s.training, student, cold, guard_set, s.epsilon, memory);
+    tools::with_training_attack(s.training, s.epsilon, train, [&](auto attack, auto cold, auto memory) {
+      tools::EpochEndHooks guard(s.training, student, cold, guard_set, s.epsilon, memory);
       ardent::Distiller<Teacher, ardent::models::SmallCNN, decltype(attack)> d(
           teacher, student, attack, ardent::losses::KL(ardent::losses::KLOptions().temperature(t)),
           ardent::targets::Logits{}, ardent::recipes::ard(s.alpha));
@@ -120,8 +120,8 @@ void distill(Teacher teacher, ardent::models::SmallCNN student, const examples::
                     "ard and madry",
                     s.recipe, s.training.attack));
   }
-  examples::EpochEndHooks guard(s.training, student, examples::pgd(s.epsilon, s.training.steps), guard_set, s.epsilon);
-  const auto attack = examples::madry_pgd_options(s.epsilon, s.training.steps);
+  tools::EpochEndHooks guard(s.training, student, tools::pgd(s.epsilon, s.training.steps), guard_set, s.epsilon);
+  const auto attack = tools::madry_pgd_options(s.epsilon, s.training.steps);
   if (s.recipe == "ard_official") {
     auto d = ardent::make_ard_official(teacher, student, s.alpha, t, attack);
     run(d, student, modules, train, test, guard, s);
@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
   app.add_option("--epsilon", s.epsilon, "Linf radius of the training attack")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  examples::add_training_attack_flags(app, s.training);
+  tools::add_training_attack_flags(app, s.training);
   auto* alpha_option = app.add_option("--alpha", s.alpha,
                                       "Weight of the distillation term (ard, ard_official: "
                                       "default 1; kd: default 0.9)")
@@ -200,7 +200,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--out", s.out, "Output directory")->capture_default_str();
-  examples::add_resume_option(app, s.resume);
+  tools::add_resume_option(app, s.resume);
   app.add_flag("--overwrite", s.overwrite, "Replace the run in --out (without it, an existing run is refused)");
   CLI11_PARSE(app, argc, argv);
   if (alpha_option->count() == 0 && s.recipe == "kd") s.alpha = 0.9;
@@ -214,29 +214,29 @@ int main(int argc, char** argv) {
                                   " attacks nothing: the run would train on clean images only; give --epsilon > 0, "
                                   "or use --recipe kd (distillation) or natural (no teacher) for clean training");
     }
-    examples::claim_output(s.out, s.resume, s.overwrite);
-    examples::set_threads(s.threads);
+    tools::claim_output(s.out, s.resume, s.overwrite);
+    tools::set_threads(s.threads);
     torch::manual_seed(s.seed);
     const ardent::data::MNIST train_set(s.data_dir, ardent::data::MNIST::Split::Train);
     const ardent::data::MNIST test_set(s.data_dir, ardent::data::MNIST::Split::Test);
-    const auto train = examples::take(train_set, s.limit);
-    const auto test = examples::take(test_set, s.eval_limit);
+    const auto train = tools::take(train_set, s.limit);
+    const auto test = tools::take(test_set, s.eval_limit);
     ardent::models::SmallCNN student(ardent::models::SmallCNNOptions(10).width(s.width));
     fmt::print("{}: SmallCNN student (width {}) on {} images, epsilon {}, {} epochs\n", s.recipe, s.width,
                train.images.size(0), s.epsilon, s.epochs);
 
-    const auto guard_set = examples::take(test_set, 0);
+    const auto guard_set = tools::take(test_set, 0);
     if (s.recipe == "natural" || s.recipe == "madry") {
       std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"student", student.ptr()}};
       if (s.recipe == "natural") {
         ardent::AdversarialTrainer<ardent::models::SmallCNN, ardent::attacks::None> trainer(student,
                                                                                             ardent::attacks::None());
-        examples::EpochEndHooks guard(examples::TrainingAttackFlags{.guard = "off"}, student, ardent::attacks::None(),
-                                      guard_set, s.epsilon);
+        tools::EpochEndHooks guard(tools::TrainingAttackFlags{.guard = "off"}, student, ardent::attacks::None(),
+                                   guard_set, s.epsilon);
         run(trainer, student, modules, train, test, guard, s);
       } else {
-        examples::with_training_attack(s.training, s.epsilon, train, [&](auto attack, auto cold, auto memory) {
-          examples::EpochEndHooks guard(s.training, student, cold, guard_set, s.epsilon, memory);
+        tools::with_training_attack(s.training, s.epsilon, train, [&](auto attack, auto cold, auto memory) {
+          tools::EpochEndHooks guard(s.training, student, cold, guard_set, s.epsilon, memory);
           ardent::AdversarialTrainer<ardent::models::SmallCNN, decltype(attack)> trainer(student, attack,
                                                                                          ardent::recipes::madry());
           auto with_memory = modules;
@@ -260,7 +260,7 @@ int main(int argc, char** argv) {
       distill(teacher, student, train, test, guard_set, s);
     }
   } catch (const std::exception& e) {
-    fmt::print(stderr, "distill: {}\n", examples::error_message(e));
+    fmt::print(stderr, "distill: {}\n", tools::error_message(e));
     return 1;
   }
   return 0;

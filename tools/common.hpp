@@ -1,5 +1,5 @@
 #pragma once
-// Pieces shared by the example programs: Fashion-MNIST loading with optional subsets, the Madry PGD
+// Pieces shared by the command-line tools: Fashion-MNIST loading with optional subsets, the Madry PGD
 // they train with, and the clean / PGD accuracy (and train_loop options) used to follow training.
 // Under scripts/launch.sh (several processes), the accuracy is computed on each rank's shard of the
 // test set and the counts are summed, and only rank 0 writes to stdout and to files.
@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-namespace examples {
+namespace tools {
 
 /// Images and labels of a data set, or of its first samples (not to be confused with the data
 /// sets' own Split enums, Train and Test).
@@ -123,7 +123,7 @@ double accuracy_under(M& model, const A& attack, const Subset& data, int64_t bat
 }
 
 /// PGD within `epsilon` with Madry et al.'s step size, 2.5 eps / steps: the training attack of every
-/// adversarial recipe in the examples.
+/// adversarial recipe in the tools.
 inline ardent::attacks::PGDOptions madry_pgd_options(double epsilon, int64_t steps) {
   return ardent::attacks::PGDOptions(epsilon).step_size(ardent::attacks::madry_step_size(epsilon, steps)).steps(steps);
 }
@@ -196,7 +196,7 @@ void with_training_attack(const TrainingAttackFlags& flags, double epsilon, cons
   }
 }
 
-/// What the training examples do after each epoch, before the checkpoint: in a data-parallel run,
+/// What the training tools do after each epoch, before the checkpoint: in a data-parallel run,
 /// merge the ranks' perturbation memories (warm starts); then, when --guard asks for it, the
 /// catastrophic-overfitting guard: PGD-10 and the training attack on the last 256 test images
 /// (disjoint from the --eval-limit images reported unless that is above 9,744).
@@ -250,12 +250,12 @@ inline std::map<std::string, std::string> mnist_digests(const std::filesystem::p
   for (const char* name :
        {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
     out[std::string("sha256 of ") + name] = ardent::io::file_digest(
-        ardent::data::detail::find_data_file("examples::mnist_digests", dir, name));
+        ardent::data::detail::find_data_file("tools::mnist_digests", dir, name));
   }
   return out;
 }
 
-/// The train_loop options of the training examples: `epochs` epochs with a checkpoint and
+/// The train_loop options of the training tools: `epochs` epochs with a checkpoint and
 /// metrics.csv in `dir` (resumed from it when `resume`), and after each epoch the clean and PGD-20
 /// accuracy of `model` on `test` (columns test_clean and test_pgd20; `test` must outlive the loop),
 /// the CPU seconds the epoch's training took (cpu_seconds: all threads, evaluation excluded), and
@@ -288,4 +288,4 @@ ardent::train::LoopOptions epoch_loop(M model, const Subset& test, double epsilo
   return loop;
 }
 
-}  // namespace examples
+}  // namespace tools

@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   std::string method = "madry";
   int64_t width = 32;
   double epsilon = 0.1;
-  examples::TrainingAttackFlags training;
+  tools::TrainingAttackFlags training;
   double beta = 6.0;
   int64_t epochs = 3;
   int64_t batch_size = 128;
@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   int64_t limit = 0;
   int64_t eval_limit = 1000;
   uint64_t seed = 0;
-  int threads = examples::default_threads();
+  int threads = tools::default_threads();
   bool resume = false;
   bool overwrite = false;
 
@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   app.add_option("--epsilon", epsilon, "Linf radius of the training attack")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  examples::add_training_attack_flags(app, training);
+  tools::add_training_attack_flags(app, training);
   app.add_option("--beta", beta, "TRADES trade-off beta")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--epochs", epochs, "Training epochs")->check(CLI::Range(1, 10000))->capture_default_str();
   app.add_option("--batch-size", batch_size, "Training batch size")
@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "LibTorch threads (default: all cores)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
-  examples::add_resume_option(app, resume);
+  tools::add_resume_option(app, resume);
   app.add_flag("--overwrite", overwrite, "Replace the run in --out (without it, an existing run is refused)");
   CLI11_PARSE(app, argc, argv);
 
@@ -68,22 +68,22 @@ int main(int argc, char** argv) {
       throw std::invalid_argument("--epsilon 0 attacks nothing: --method " + method +
                                   " would train on clean images only; give --epsilon > 0");
     }
-    examples::claim_output(out, resume, overwrite);
-    examples::set_threads(threads);
+    tools::claim_output(out, resume, overwrite);
+    tools::set_threads(threads);
     torch::manual_seed(seed);
     const ardent::data::MNIST train_set(data_dir, ardent::data::MNIST::Split::Train);
     const ardent::data::MNIST test_set(data_dir, ardent::data::MNIST::Split::Test);
-    const auto train = examples::take(train_set, limit);
-    const auto test = examples::take(test_set, eval_limit);
+    const auto train = tools::take(train_set, limit);
+    const auto test = tools::take(test_set, eval_limit);
 
     ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(width));
     const std::filesystem::path dir(out);
     ardent::train::History history;
-    examples::with_training_attack(training, epsilon, train, [&](auto attack, auto cold, auto memory) {
+    tools::with_training_attack(training, epsilon, train, [&](auto attack, auto cold, auto memory) {
       torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(lr));
       ardent::data::ShuffledBatches batches(train.images, train.labels, batch_size, seed);
-      examples::EpochEndHooks hooks(training, model, cold, examples::take(test_set, 0), epsilon, memory);
-      auto loop = examples::epoch_loop(model, test, epsilon, dir, epochs, resume, &hooks);
+      tools::EpochEndHooks hooks(training, model, cold, tools::take(test_set, 0), epsilon, memory);
+      auto loop = tools::epoch_loop(model, test, epsilon, dir, epochs, resume, &hooks);
       // What defines the run: resuming with other values is refused (epochs may grow).
       loop.run_options = {{"method", method},
                           {"width", std::to_string(width)},
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
                           {"lr", fmt::format("{}", lr)},
                           {"limit", std::to_string(limit)},
                           {"seed", std::to_string(seed)}};
-      loop.run_options.merge(examples::mnist_digests(data_dir));
+      loop.run_options.merge(tools::mnist_digests(data_dir));
       fmt::print("{} training of SmallCNN (width {}) on {} images, epsilon {}, {} epochs\n", method, width,
                  train.images.size(0), epsilon, epochs);
       std::map<std::string, std::shared_ptr<torch::nn::Module>> modules{{"model", model.ptr()}};
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
         history = train_with(ardent::AdversarialTrainer(model, attack, ardent::recipes::trades(beta)));
       }
     });
-    if (!examples::main_rank()) return 0;
+    if (!tools::main_rank()) return 0;
 
     ardent::save_module(model, dir / "teacher.pt");
     nlohmann::json report{{"program", "train_teacher"},
@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
                  (dir / "teacher.pt").string());
     }
   } catch (const std::exception& e) {
-    fmt::print(stderr, "train_teacher: {}\n", examples::error_message(e));
+    fmt::print(stderr, "train_teacher: {}\n", tools::error_message(e));
     return 1;
   }
   return 0;

@@ -31,7 +31,7 @@ struct Settings {
   int steps = 10;
   int64_t limit = 0;
   int64_t batch_size = 256;
-  int threads = examples::default_threads();
+  int threads = tools::default_threads();
   uint64_t seed = 0;
 };
 
@@ -70,16 +70,16 @@ void train(ardent::models::SmallCNN& model, const ardent::data::MNIST& train_set
 template <ardent::Model M>
 void report(M& model, const ardent::data::MNIST& test_set, const Settings& s) {
   namespace at = ardent::attacks;
-  const auto data = examples::take(test_set, s.limit);
+  const auto data = tools::take(test_set, s.limit);
   const double eps = s.epsilon;
   const double step = ardent::attacks::madry_step_size(eps, s.steps);
   using AnyAttack = std::variant<at::None, at::FGSM, at::PGD, at::BIM, at::MIFGSM>;
   const std::vector<std::pair<std::string, AnyAttack>> suite = {
       {"clean (no attack)", at::None()},
       {fmt::format("FGSM, Linf eps {}", eps), at::FGSM(eps)},
-      {fmt::format("PGD-{}, Linf eps {}", s.steps, eps), examples::pgd(eps, s.steps)},
+      {fmt::format("PGD-{}, Linf eps {}", s.steps, eps), tools::pgd(eps, s.steps)},
       {fmt::format("PGD-{}, L2 eps {}", s.steps, s.epsilon_l2),
-       at::PGD(examples::madry_pgd_options(s.epsilon_l2, s.steps).norm(ardent::Norm::L2))},
+       at::PGD(tools::madry_pgd_options(s.epsilon_l2, s.steps).norm(ardent::Norm::L2))},
       {fmt::format("BIM-{}, Linf eps {}", s.steps, eps), at::BIM(at::BIMOptions(eps).step_size(step).steps(s.steps))},
       {fmt::format("MI-FGSM-{}, Linf eps {}", s.steps, eps),
        at::MIFGSM(at::MIFGSMOptions(eps).step_size(step).steps(s.steps))},
@@ -90,7 +90,7 @@ void report(M& model, const ardent::data::MNIST& test_set, const Settings& s) {
   for (const auto& [name, attack] : suite) {
     const auto start = Clock::now();
     const double accuracy = std::visit(
-        [&](const auto& a) { return examples::accuracy_under(model, a, data, s.batch_size); }, attack);
+        [&](const auto& a) { return tools::accuracy_under(model, a, data, s.batch_size); }, attack);
     fmt::print("| {:<26} | {:>7.2f}% | {:>8.1f} |\n", name, 100 * accuracy, seconds_since(start));
     std::fflush(stdout);
   }
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
     model->eval();
     report(model, test_set, s);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "attack: {}\n", examples::error_message(e));
+    fmt::print(stderr, "attack: {}\n", tools::error_message(e));
     return 1;
   }
   return 0;
