@@ -58,7 +58,7 @@ struct AgainstTeacherPrediction {
 
   template <typename A, ardent::Model T, ardent::Model S>
   requires ardent::HasPerturb<A, S> torch::Tensor perturb(A& attack, T& /*teacher*/, S& student,
-                                                          const ardent::AttackInputs& in)
+                                                          const ardent::AdversaryInputs& in)
   const { return attack.perturb(student, in.x, in.teacher_logits.argmax(1)); }
 };
 
@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
     const auto train = examples::take(ardent::data::MNIST(data_dir, ardent::data::MNIST::Split::Train), limit);
     const auto test = examples::take(ardent::data::MNIST(data_dir, ardent::data::MNIST::Split::Test), eval_limit);
     ardent::models::SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(teacher_width));
-    ardent::load_module(teacher, teacher_path);
+    ardent::io::load_module(teacher, teacher_path);
     ardent::models::SmallCNN student(ardent::models::SmallCNNOptions(10).width(width));
 
     if (objective == "teacher") {
