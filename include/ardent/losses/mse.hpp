@@ -7,6 +7,7 @@
 
 #include "ardent/core/check.hpp"
 #include "ardent/core/distill_loss.hpp"
+#include "ardent/targets/views.hpp"
 
 namespace ardent::losses {
 
