@@ -14,7 +14,7 @@
 // Models are randomly initialised with random BatchNorm statistics; inputs are uniform in [0, 1].
 // The thread count is ARDENT_BENCHMARK_THREADS, or every core. The process runs as a user's program
 // starts, with malloc's defaults, unless ARDENT_BENCHMARK_KEEP_FREED_MEMORY=1 makes it call the
-// opt-in ardent::keep_freed_memory() first: run both to see what the opt-in adds.
+// opt-in ardent::runtime::keep_freed_memory() first: run both to see what the opt-in adds.
 
 #include <ardent/ardent.hpp>
 
@@ -138,7 +138,7 @@ void pgd_step(benchmark::State& state, const std::string& model, int64_t batch) 
   with_workload(model, [&](auto w) {
     const auto b = make_batch(w, batch);
     const auto plain_forward = [&] {
-      ardent::SpeedupsGuard plain(ardent::no_speedups);
+      ardent::runtime::SpeedupsGuard plain(ardent::runtime::no_speedups);
       return inference_forward(w, b);
     };
     plain_forward(), inference_forward(w, b), textbook_pgd(w, b), ardent_pgd(w, b);  // warm-up
@@ -179,9 +179,9 @@ void ardent_pgd_only(benchmark::State& state, const std::string& model, int64_t 
 
 /// The speedups switched on one after another, interleaved in each iteration.
 void pgd_speedups(benchmark::State& state, const std::string& model, int64_t batch) {
-  using ardent::Speedups;
+  using ardent::runtime::Speedups;
   const std::vector<std::pair<std::string, Speedups>> stages{
-      {"plain_s", ardent::no_speedups},
+      {"plain_s", ardent::runtime::no_speedups},
       {"freeze_s", Speedups{true, false, false, false, false, false}},
       {"fold_s", Speedups{true, true, false, false, false, false}},
       {"channels_last_s", Speedups{true, true, false, true, false, false}},
@@ -191,7 +191,7 @@ void pgd_speedups(benchmark::State& state, const std::string& model, int64_t bat
   with_workload(model, [&](auto w) {
     const auto b = make_batch(w, batch);
     const auto run = [&](const Speedups& s) {
-      ardent::SpeedupsGuard guard(s);
+      ardent::runtime::SpeedupsGuard guard(s);
       return seconds([&] { return ardent_pgd(w, b); }) / kSteps;
     };
     for (const auto& stage : stages) run(stage.second);  // warm-up
@@ -301,7 +301,7 @@ int main(int argc, char** argv) {
   // state every user meets first). ARDENT_BENCHMARK_KEEP_FREED_MEMORY=1 applies the explicit opt-in
   // up front, so that every timed loop of the process (the textbook one too) runs with it.
   const char* keep = std::getenv("ARDENT_BENCHMARK_KEEP_FREED_MEMORY");
-  const bool kept = keep != nullptr && std::string(keep) == "1" && ardent::keep_freed_memory();
+  const bool kept = keep != nullptr && std::string(keep) == "1" && ardent::runtime::keep_freed_memory();
   benchmark::AddCustomContext("cpu", cpu_name());
   benchmark::AddCustomContext("threads", std::to_string(threads));
   benchmark::AddCustomContext("libtorch", TORCH_VERSION);

@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
   torch::manual_seed(0);
 
   SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(32));  // shipped, robust at Linf epsilon 0.1
-  ardent::load_module(teacher, "models/fashion_teacher.pt");
+  ardent::io::load_module(teacher, "models/fashion_teacher.pt");
   SmallCNN student(ardent::models::SmallCNNOptions(10).width(16));
 
   // The user's attack, ardent's loss and soft target, ARD's recipe (alpha 1).

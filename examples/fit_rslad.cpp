@@ -20,7 +20,7 @@ using ardent::models::SmallCNN;
 // (returning true would stop training).
 struct PrintEpochs {
   template <typename Trainer>
-  void on_epoch_end(Trainer& /*trainer*/, int64_t epoch, const ardent::EpochSummary& summary) {
+  void on_epoch_end(Trainer& /*trainer*/, int64_t epoch, const ardent::train::EpochSummary& summary) {
     fmt::print("epoch {}: mean loss {:.4f} over {} images\n", epoch + 1, summary.mean_loss, summary.samples);
   }
 };
@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
 
   // The shipped robust teacher (width 32, trained at Linf epsilon 0.1) and a student of width 16.
   SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(32));
-  ardent::load_module(teacher, "models/fashion_teacher.pt");
+  ardent::io::load_module(teacher, "models/fashion_teacher.pt");
   SmallCNN student(ardent::models::SmallCNNOptions(10).width(16));
 
   // RSLAD: PGD-10 maximising KL(T(x) || S(x')), loss 5/6 KL(T(x) || S(x')) + 1/6 KL(T(x) || S(x))

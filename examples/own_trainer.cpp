@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   // The robust teacher that ships with ardent: a SmallCNN of width 32, adversarially trained at
   // Linf epsilon 0.1. The student is the same network at half the width.
   SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(32));
-  ardent::load_module(teacher, "models/fashion_teacher.pt");
+  ardent::io::load_module(teacher, "models/fashion_teacher.pt");
   SmallCNN student(ardent::models::SmallCNNOptions(10).width(16));
 
   // ARD (KL to the teacher's clean logits at T = 30) on PGD-10 examples within the teacher's

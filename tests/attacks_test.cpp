@@ -1,5 +1,6 @@
-// The attack contract (docs/design.md, "Guarantees every part keeps"), run over every built-in attack, and the attacks
-// against the reference vectors of an independent implementation (tests/data/attack_vectors).
+// The attack contract (docs/design.md, "Guarantees every part keeps"), run over every built-in attack, the attacks
+// against the reference vectors of an independent implementation (tests/data/attack_vectors), and the
+// fast-training attacks (FGSM with a random start, N-FGSM, warm starts) against their formulas written out here.
 #include "attack_contract.hpp"
 #include "catch.hpp"
 #include "helpers.hpp"
@@ -30,7 +31,7 @@ struct FGSMRandomStartCase {
   static constexpr bool objectives = true;
   static constexpr bool moves = true;
 };
-// Unprojected N-FGSM reaches 3 eps by design; its bound is checked in fast_training_test.cpp.
+// Unprojected N-FGSM reaches 3 eps by design; its bound is checked by its own test below.
 struct NFGSMProjectedCase {
   static attacks::NFGSM make(double eps) { return attacks::NFGSM(attacks::NFGSMOptions(eps).project(true)); }
   static constexpr Norm norm = Norm::Linf;
@@ -336,4 +337,135 @@ TEST_CASE("the attack kit is public and gives a user's attack the built-ins' gua
   }
   CHECK((x_adv - x).abs().max().item<double>() <= 0.1 + 1e-6);
   CHECK_THROWS_WITH(user_pgd(x + 2, y), ContainsSubstring("UserPGD") && ContainsSubstring("'x'"));
+}
+
+namespace {
+
+// A fixed model whose input gradient is easy to write independently: logits = W flatten(x) + b.
+struct LinearNetImpl : torch::nn::Module {
+  LinearNetImpl() { head = register_module("head", torch::nn::Linear(16, 3)); }
+  torch::Tensor forward(const torch::Tensor& x) { return head->forward(x.flatten(1)); }
+  torch::nn::Linear head{nullptr};
+};
+TORCH_MODULE(LinearNet);
+
+/// The input gradient of the summed cross-entropy at x, by plain autograd.
+torch::Tensor ce_gradient(LinearNet& model, const torch::Tensor& x, const torch::Tensor& y) {
+  auto input = x.detach().clone().requires_grad_(true);
+  const auto loss = torch::nn::functional::cross_entropy(
+      model->forward(input), y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  return torch::autograd::grad({loss}, {input})[0];
+}
+
+struct Fixture {
+  LinearNet model;
+  torch::Tensor x;
+  torch::Tensor y;
+  Fixture() {
+    torch::manual_seed(3);
+    model = LinearNet();
+    x = torch::rand({8, 1, 4, 4});
+    y = torch::randint(3, {8}, torch::kLong);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("FGSM with a random start is one clipped sign step from a uniform point of the ball", "[attacks][fast]") {
+  Fixture f;
+  const double eps = 0.1;
+  const double a = 1.25 * eps;
+  torch::manual_seed(7);
+  const auto x_adv =
+      attacks::FGSM(attacks::FGSMOptions(eps).random_start(true).step_size(a)).perturb(f.model, f.x, f.y);
+
+  torch::manual_seed(7);
+  const auto x0 = (f.x + torch::empty_like(f.x).uniform_(-eps, eps)).clamp(0, 1);
+  const auto stepped = x0 + a * ce_gradient(f.model, x0, f.y).sign();
+  const auto expected = torch::max(torch::min(stepped, f.x + eps), f.x - eps).clamp(0, 1);
+  CHECK(torch::allclose(x_adv, expected, 0, 1e-6));
+  CHECK((x_adv - f.x).abs().max().item<double>() <= eps + 1e-6);
+
+  SECTION("the defaults are Goodfellow's FGSM: x + eps sign(grad L(x))") {
+    const auto fgsm = attacks::FGSM(eps).perturb(f.model, f.x, f.y);
+    CHECK(torch::allclose(fgsm, (f.x + eps * ce_gradient(f.model, f.x, f.y).sign()).clamp(0, 1), 0, 1e-6));
+  }
+}
+
+TEST_CASE("N-FGSM steps from strongly noised points without projecting back to the ball", "[attacks][fast]") {
+  Fixture f;
+  const double eps = 0.1;
+  torch::manual_seed(11);
+  const attacks::NFGSM nfgsm(attacks::NFGSMOptions(eps).noise(2 * eps).step_size(eps).project(false));
+  const auto x_adv = nfgsm.perturb(f.model, f.x, f.y);
+
+  torch::manual_seed(11);
+  const auto x0 = (f.x + torch::empty_like(f.x).uniform_(-2 * eps, 2 * eps)).clamp(0, 1);
+  const auto expected = (x0 + eps * ce_gradient(f.model, x0, f.y).sign()).clamp(0, 1);
+  CHECK(torch::allclose(x_adv, expected, 0, 1e-6));
+  const double distance = (x_adv - f.x).abs().max().item<double>();
+  CHECK(distance > eps);  // not projected
+  CHECK(distance <= nfgsm.radius() + 1e-6);
+  CHECK(nfgsm.radius() == Approx(3 * eps));
+
+  SECTION("project(true) clips the perturbation to the eps ball") {
+    torch::manual_seed(11);
+    const auto projected = attacks::NFGSM(attacks::NFGSMOptions(eps).project(true)).perturb(f.model, f.x, f.y);
+    CHECK(torch::allclose(projected, torch::max(torch::min(expected, f.x + eps), f.x - eps), 0, 1e-6));
+  }
+  SECTION("bad options are refused, naming them") {
+    CHECK_THROWS_WITH(attacks::NFGSM(attacks::NFGSMOptions(eps).noise(-1)), ContainsSubstring("'noise'"));
+    CHECK_THROWS_WITH(attacks::FGSM(attacks::FGSMOptions(eps).step_size(-1)), ContainsSubstring("'step_size'"));
+  }
+}
+
+TEST_CASE("a warm-started attack starts each example from its stored perturbation", "[attacks][fast][warm]") {
+  Fixture f;
+  const double eps = 0.1;
+  attacks::PerturbationMemory memory(attacks::PerturbationMemoryOptions(20, {1, 4, 4}));
+  const auto indices = torch::tensor({3, 1, 4, 15, 9, 2, 6, 5}, torch::kLong);
+  // Two PGD steps of 0.05: the first call starts at random points of the ball.
+  const attacks::WarmStart warm(attacks::PGD(attacks::PGDOptions(eps).step_size(0.05).steps(2)), memory);
+  warm.for_examples(indices);
+  const auto first = warm.perturb(f.model, f.x, f.y);
+  CHECK(memory->stored_count() == 8);
+  CHECK(torch::equal(memory->named_buffers()["perturbations"].index_select(0, indices), first - f.x));
+  CHECK((first - f.x).abs().max().item<double>() <= eps + 1e-6);
+
+  SECTION("the stored perturbation is the next start: with step size 0 the attack returns it") {
+    const attacks::WarmStart still(attacks::PGD(attacks::PGDOptions(eps).step_size(0).steps(1)), memory);
+    still.for_examples(indices);
+    CHECK(torch::allclose(still.perturb(f.model, f.x, f.y), first, 0, 1e-7));
+    // A cold run of the same attack starts elsewhere (random start).
+    CHECK_FALSE(torch::allclose(attacks::PGD(attacks::PGDOptions(eps).step_size(0).steps(1)).perturb(f.model, f.x, f.y),
+                                first, 0, 1e-7));
+  }
+  SECTION("a perturbation stored for other inputs never leaves the ball around these") {
+    warm.for_examples(indices);
+    const auto shifted = (f.x + 0.3).clamp(0, 1);
+    const auto second = warm.perturb(f.model, shifted, f.y);
+    CHECK((second - shifted).abs().max().item<double>() <= eps + 1e-6);
+  }
+  SECTION("without indices, or with indices outside the memory, it refuses") {
+    CHECK_THROWS_WITH(warm.perturb(f.model, f.x, f.y), ContainsSubstring("without the batch's example indices"));
+    warm.for_examples(torch::full({8}, 20, torch::kLong));
+    CHECK_THROWS_WITH(warm.perturb(f.model, f.x, f.y), ContainsSubstring("'indices'"));
+  }
+  SECTION("the memory round-trips through a checkpoint bit for bit, in half precision too") {
+    const auto path = std::filesystem::temp_directory_path() / "ardent_fast_memory.pt";
+    for (const bool half : {false, true}) {
+      attacks::PerturbationMemory stored(attacks::PerturbationMemoryOptions(20, {1, 4, 4}).half(half));
+      stored->remember(indices, f.x, first);
+      train::Checkpoint out{1, {{"perturbations", stored.ptr()}}, nullptr, {}, {}};
+      train::save_checkpoint(out, path);
+      attacks::PerturbationMemory loaded(attacks::PerturbationMemoryOptions(20, {1, 4, 4}).half(half));
+      train::Checkpoint in{0, {{"perturbations", loaded.ptr()}}, nullptr, {}, {}};
+      CHECK(train::load_checkpoint(in, path) == 1);
+      for (const auto& name : {"perturbations", "stored"}) {
+        CHECK(torch::equal(stored->named_buffers()[name], loaded->named_buffers()[name]));
+      }
+    }
+    std::filesystem::remove(path);
+    std::filesystem::remove(train::previous_checkpoint_path(path));
+  }
 }

@@ -1,12 +1,15 @@
-// Distillation losses, soft targets, the Distiller and its recipes, the adversarial trainer and fit.
+// The Distiller, its adversaries and recipes, and the adversarial trainer.
 #include "catch.hpp"
+#include "tiny_nets.hpp"
 
 #include <ardent/attacks/apgd.hpp>
 #include <ardent/attacks/cw.hpp>
+#include <ardent/attacks/warm_start.hpp>
+#include <ardent/data/batches.hpp>
 #include <ardent/distill/factories.hpp>
 #include <ardent/losses/ce.hpp>
 #include <ardent/losses/mse.hpp>
-#include <ardent/targets/features.hpp>
+#include <ardent/models/small_cnn.hpp>
 #include <ardent/targets/outputs.hpp>
 #include <ardent/train/loop.hpp>
 
@@ -14,133 +17,9 @@
 #include <limits>
 
 using namespace ardent;
-
-namespace {
-
-// A small classifier on [B, 1, 4, 4] inputs; counts its forward passes by batch size.
-struct NetImpl : torch::nn::Module {
-  NetImpl(int64_t classes = 3, bool batch_norm = false) {
-    conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 4, 3).padding(1)));
-    if (batch_norm) norm = register_module("norm", torch::nn::BatchNorm2d(4));
-    head = register_module("head", torch::nn::Linear(4 * 4 * 4, classes));
-  }
-  torch::Tensor forward(const torch::Tensor& x) {
-    ++forwards[x.size(0)];
-    auto h = conv->forward(x);
-    if (norm) h = norm->forward(h);
-    return head->forward(torch::tanh(h).flatten(1));
-  }
-  torch::nn::Conv2d conv{nullptr};
-  torch::nn::BatchNorm2d norm{nullptr};
-  torch::nn::Linear head{nullptr};
-  std::map<int64_t, int> forwards;  // batch size -> number of forward passes
-};
-TORCH_MODULE(Net);
-
-double kl_by_hand(const torch::Tensor& student, const torch::Tensor& teacher, double t) {
-  // sum_b sum_c p_t (log p_t - log p_s), written out with exp/sum, not log_softmax.
-  double total = 0;
-  for (int64_t b = 0; b < student.size(0); ++b) {
-    double zs = 0;
-    double zt = 0;
-    for (int64_t c = 0; c < student.size(1); ++c) {
-      zs += std::exp(student[b][c].item<double>() / t);
-      zt += std::exp(teacher[b][c].item<double>() / t);
-    }
-    for (int64_t c = 0; c < student.size(1); ++c) {
-      const double pt = std::exp(teacher[b][c].item<double>() / t) / zt;
-      const double ps = std::exp(student[b][c].item<double>() / t) / zs;
-      total += pt * (std::log(pt) - std::log(ps));
-    }
-  }
-  return total;
-}
-
-double soft_ce_by_hand(const torch::Tensor& student, const torch::Tensor& teacher, double t) {
-  double total = 0;
-  for (int64_t b = 0; b < student.size(0); ++b) {
-    double zs = 0;
-    double zt = 0;
-    for (int64_t c = 0; c < student.size(1); ++c) {
-      zs += std::exp(student[b][c].item<double>() / t);
-      zt += std::exp(teacher[b][c].item<double>() / t);
-    }
-    for (int64_t c = 0; c < student.size(1); ++c) {
-      total -= std::exp(teacher[b][c].item<double>() / t) / zt *
-               std::log(std::exp(student[b][c].item<double>() / t) / zs);
-    }
-  }
-  return total;
-}
-
-// Central finite differences of a scalar function of z, in double precision.
-template <typename F>
-torch::Tensor numerical_gradient(F f, const torch::Tensor& z) {
-  auto grad = torch::zeros_like(z);
-  const double h = 1e-6;
-  for (int64_t i = 0; i < z.numel(); ++i) {
-    auto plus = z.clone();
-    auto minus = z.clone();
-    plus.view(-1)[i] += h;
-    minus.view(-1)[i] -= h;
-    grad.view(-1)[i] = (f(plus).template item<double>() - f(minus).template item<double>()) / (2 * h);
-  }
-  return grad;
-}
-
-template <typename F>
-void check_gradient(F f, const torch::Tensor& z) {
-  auto input = z.clone().requires_grad_(true);
-  f(input).backward();
-  CHECK(torch::allclose(input.grad(), numerical_gradient(f, z), 1e-6, 1e-8));
-}
-
-}  // namespace
-
-TEST_CASE("KL, CE and MSE equal their closed forms, with gradients matching finite differences", "[losses]") {
-  const auto student = torch::tensor({{1.0, -2.0, 0.5}, {-3.0, -1.0, -2.0}}, torch::kDouble);
-  const auto teacher = torch::tensor({{2.0, 0.0, -1.0}, {-0.5, -4.0, 1.5}}, torch::kDouble);
-
-  for (const double t : {1.0, 4.0}) {
-    INFO("temperature " << t);
-    const losses::KL batch_mean(losses::KLOptions().temperature(t));
-    const losses::KL element_mean(losses::KLOptions().temperature(t).reduction(losses::KLReduction::ElementMean));
-    const losses::KL unscaled(losses::KLOptions().temperature(t).scale_by_temperature_squared(false));
-    const double kl = kl_by_hand(student, teacher, t);
-    CHECK(batch_mean(student, teacher).item<double>() == Approx(t * t * kl / 2));
-    CHECK(element_mean(student, teacher).item<double>() == Approx(t * t * kl / 6));
-    CHECK(unscaled(student, teacher).item<double>() == Approx(kl / 2));
-    CHECK(batch_mean(teacher, teacher).item<double>() == Approx(0.0).margin(1e-12));
-
-    const losses::CE ce(losses::CEOptions().temperature(t));
-    CHECK(ce(student, teacher).item<double>() == Approx(t * t * soft_ce_by_hand(student, teacher, t) / 2));
-
-    check_gradient([&](const torch::Tensor& z) { return batch_mean(z, teacher); }, student);
-    check_gradient([&](const torch::Tensor& z) { return element_mean(z, teacher); }, student);
-    check_gradient([&](const torch::Tensor& z) { return ce(z, teacher); }, student);
-  }
-  const losses::MSE mse;
-  CHECK(mse(student, teacher).item<double>() == Approx((student - teacher).pow(2).sum().item<double>() / 6));
-  check_gradient([&](const torch::Tensor& z) { return mse(z, teacher); }, student);
-  const targets::FeatureMaps fs{{student, student * 2}};
-  const targets::FeatureMaps ft{{teacher, teacher}};
-  CHECK(mse(fs, ft).item<double>() == Approx(torch::mse_loss(student, teacher).item<double>() +
-                                             torch::mse_loss(student * 2, teacher).item<double>()));
-
-  SECTION("KL on probabilities equals KL on the logits they came from") {
-    const losses::KL kl4(losses::KLOptions().temperature(4.0));
-    const targets::Outputs outputs;
-    CHECK(kl4(outputs.view_from_logits(student), outputs.view_from_logits(teacher)).item<double>() ==
-          Approx(kl4(student, teacher).item<double>()));
-  }
-  SECTION("bad arguments") {
-    CHECK_THROWS_WITH(losses::KL(losses::KLOptions().temperature(0)), ContainsSubstring("'temperature'"));
-    CHECK_THROWS_WITH(losses::CE(losses::CEOptions().temperature(-1)), ContainsSubstring("'temperature'"));
-    CHECK_THROWS_WITH(losses::KL()(student, teacher.slice(1, 0, 2)),
-                      ContainsSubstring("'student_view'") && ContainsSubstring("class count"));
-    CHECK_THROWS_WITH(mse(student, teacher.t()), ContainsSubstring("'student_view'"));
-  }
-}
+using ardent_test::kAttack;
+using ardent_test::Net;
+using ardent_test::Setup;
 
 namespace {
 
@@ -152,21 +31,6 @@ struct ProbeAttack {
   torch::Tensor perturb(M& /*model*/, const torch::Tensor& x, const Goal& /*goal*/) const {
     for (const auto& p : watched) *saw_trainable = *saw_trainable || p.requires_grad();
     return x.detach().clone();
-  }
-};
-
-struct Setup {
-  Net teacher{3, /*batch_norm=*/true};
-  Net student{3};
-  torch::Tensor x;
-  torch::Tensor y;
-  Setup() {
-    torch::manual_seed(0);
-    teacher = Net(3, true);
-    student = Net(3);
-    x = torch::rand({8, 1, 4, 4});
-    y = torch::randint(3, {8}, torch::kLong);
-    teacher->train();  // left in train mode by its user: the distiller must still not change it
   }
 };
 
@@ -187,8 +51,6 @@ torch::Tensor kl_rows(const torch::Tensor& teacher_logits, const torch::Tensor& 
   const auto pt = torch::softmax(teacher_logits / t, 1);
   return (pt * (pt.log() - torch::log_softmax(student_logits / t, 1))).sum(1);
 }
-
-const auto kAttack = attacks::PGDOptions(0.1).step_size(0.03).steps(4).random_start(false);
 
 }  // namespace
 
@@ -354,24 +216,6 @@ struct LogProbabilities {
   }
 };
 
-// A network with two feature stages of chosen widths.
-struct StagesImpl : torch::nn::Module {
-  StagesImpl(int64_t c1, int64_t c2) {
-    a = register_module("a", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, c1, 3).padding(1)));
-    b = register_module("b", torch::nn::Conv2d(torch::nn::Conv2dOptions(c1, c2, 3).stride(2).padding(1)));
-    head = register_module("head", torch::nn::Linear(c2 * 2 * 2, 3));
-  }
-  std::map<std::string, torch::Tensor> features(const torch::Tensor& x) {
-    auto s1 = torch::relu(a->forward(x));
-    auto s2 = torch::relu(b->forward(s1));
-    return {{"s1", s1}, {"s2", s2}};
-  }
-  torch::Tensor forward(const torch::Tensor& x) { return head->forward(features(x).at("s2").flatten(1)); }
-  torch::nn::Conv2d a{nullptr}, b{nullptr};
-  torch::nn::Linear head{nullptr};
-};
-TORCH_MODULE(Stages);
-
 }  // namespace
 
 TEST_CASE("user-written policies compose into a Distiller that trains", "[distill][policies]") {
@@ -394,24 +238,24 @@ TEST_CASE("user-written policies compose into a Distiller that trains", "[distil
   for (int i = 0; i < 30; ++i) last = custom.step(s.x, s.y, optimizer).loss;
   CHECK(last < first);
 
-  SECTION("a labels-only attack cannot serve the KL attack objectives: known at compile time") {
-    STATIC_REQUIRE(AttackObjectiveFor<attack_objectives::StudentCrossEntropy, UniformNoise, Net, Net>);
-    STATIC_REQUIRE_FALSE(AttackObjectiveFor<attack_objectives::KLToCleanTeacher, UniformNoise, Net, Net>);
-    STATIC_REQUIRE_FALSE(AttackObjectiveFor<attack_objectives::KLToAdversarialTeacher, UniformNoise, Net, Net>);
-    STATIC_REQUIRE_FALSE(AttackObjectiveFor<attack_objectives::KLToCleanTeacher, attacks::CW, Net, Net>);
-    STATIC_REQUIRE(AttackObjectiveFor<attack_objectives::StudentCrossEntropy, attacks::CW, Net, Net>);
-    STATIC_REQUIRE(AttackObjectiveFor<attack_objectives::KLToAdversarialTeacher, attacks::PGD, Net, Net>);
+  SECTION("a labels-only attack cannot serve the KL adversaries: known at compile time") {
+    STATIC_REQUIRE(AdversaryFor<adversaries::StudentCrossEntropy, UniformNoise, Net, Net>);
+    STATIC_REQUIRE_FALSE(AdversaryFor<adversaries::KLToCleanTeacher, UniformNoise, Net, Net>);
+    STATIC_REQUIRE_FALSE(AdversaryFor<adversaries::KLToAdversarialTeacher, UniformNoise, Net, Net>);
+    STATIC_REQUIRE_FALSE(AdversaryFor<adversaries::KLToCleanTeacher, attacks::CW, Net, Net>);
+    STATIC_REQUIRE(AdversaryFor<adversaries::StudentCrossEntropy, attacks::CW, Net, Net>);
+    STATIC_REQUIRE(AdversaryFor<adversaries::KLToAdversarialTeacher, attacks::PGD, Net, Net>);
   }
 }
 
 namespace {
 
-// A user's attack objective, written without touching the library: the student attacked toward
+// A user's adversary, written without touching the library: the student attacked toward
 // leaving the teacher's clean prediction (CE against argmax T(x) instead of the labels).
 struct AgainstTeacherPrediction {
   static constexpr bool uses_clean_teacher_logits = true;
   template <typename A, Model T, Model S>
-  requires HasPerturb<A, S> torch::Tensor perturb(A& attack, T& /*teacher*/, S& student, const AttackInputs& in)
+  requires HasPerturb<A, S> torch::Tensor perturb(A& attack, T& /*teacher*/, S& student, const AdversaryInputs& in)
   const { return attack.perturb(student, in.x, in.teacher_logits.argmax(1)); }
 };
 
@@ -463,7 +307,7 @@ TEST_CASE("Distiller<T, S> takes the attack budget at construction, the rest ARD
 TEST_CASE("Distiller<T, S> is ARD with the paper's settings, the same as make_ard", "[distill][defaults]") {
   Setup s;
   STATIC_REQUIRE(std::same_as<decltype(make_ard(s.teacher, s.student)), Distiller<Net, Net>>);
-  STATIC_REQUIRE(std::same_as<Distiller<Net, Net>::Objective, attack_objectives::StudentCrossEntropy>);
+  STATIC_REQUIRE(std::same_as<Distiller<Net, Net>::Adversary, adversaries::StudentCrossEntropy>);
   Distiller<Net, Net> d(s.teacher, s.student);
   const auto& a = d.attack().options();
   CHECK(a.epsilon() == 8.0 / 255);
@@ -493,12 +337,12 @@ TEST_CASE("Distiller<T, S> is ARD with the paper's settings, the same as make_ar
   CHECK(paper.step(s.x, s.y, sgd2).loss == loss);
 }
 
-TEST_CASE("recipes are types: CTAD takes the recipe's objective, and a user's objective needs no library edit",
+TEST_CASE("recipes are types: CTAD takes the recipe's adversary, and a user's adversary needs no library edit",
           "[distill][recipes]") {
   Setup s;
   Distiller rslad(s.teacher, s.student, attacks::PGD(kAttack), losses::KL(), targets::Logits{},
                   recipes::rslad().clean_weight(0.5));
-  STATIC_REQUIRE(std::same_as<decltype(rslad)::Objective, attack_objectives::KLToCleanTeacher>);
+  STATIC_REQUIRE(std::same_as<decltype(rslad)::Adversary, adversaries::KLToCleanTeacher>);
   STATIC_REQUIRE(std::same_as<decltype(rslad), RSLAD<Net, Net>>);
   CHECK(rslad.options().clean_weight() == 0.5);
   const DistillerOptions plain = recipes::rslad();  // a recipe is still a DistillerOptions
@@ -580,34 +424,6 @@ TEST_CASE("wrong model outputs and input dtypes get ardent's messages with the u
   }
 }
 
-TEST_CASE("Features builds connectors exactly where channels differ, and trains them", "[distill][features]") {
-  torch::manual_seed(0);
-  Stages teacher(4, 8);
-  Stages student(4, 6);  // s1 matches, s2 does not
-  targets::Features features(targets::FeaturesOptions().input_shape({1, 4, 4}));
-  Distiller d(teacher, student, attacks::PGD(kAttack), losses::MSE(), features, recipes::ard(1.0));
-  auto& bound = d.target();
-  REQUIRE(bound.pairs().size() == 2);
-  CHECK(bound.connectors()->size() == 1);
-  const auto connector_parameters = bound.parameters();
-  CHECK(connector_parameters.size() == 3);  // 1x1 conv weight, BN weight and bias
-  CHECK(d.parameters().size() == student->parameters().size() + 3);
-
-  const auto x = torch::rand({6, 1, 4, 4});
-  const auto y = torch::randint(3, {6}, torch::kLong);
-  const auto before = connector_parameters[0].clone();
-  torch::optim::SGD optimizer(d.parameters(), 0.1);
-  d.train();
-  d.step(x, y, optimizer);
-  CHECK(connector_parameters[0].grad().defined());
-  CHECK(connector_parameters[0].grad().abs().sum().item<double>() > 0);
-  CHECK_FALSE(torch::equal(connector_parameters[0], before));
-
-  CHECK_THROWS_WITH(
-      Distiller(teacher, student, attacks::PGD(kAttack), losses::MSE(), targets::Features{}, recipes::ard(1.0)),
-      ContainsSubstring("'input_shape'"));
-}
-
 TEST_CASE("distillation drives the student's KL to the teacher down", "[distill][convergence]") {
   torch::manual_seed(1);
   Net teacher(3);
@@ -638,79 +454,6 @@ TEST_CASE("distillation drives the student's KL to the teacher down", "[distill]
   const double after = kl_to_teacher();
   INFO("KL before " << before << ", after " << after);
   CHECK(after < 0.5 * before);
-}
-
-namespace {
-struct CountingCallback {
-  int epochs_begun = 0;
-  int batches = 0;
-  int epochs_ended = 0;
-  int stop_after_batches = 1000;
-  template <typename T>
-  void on_epoch_begin(T& /*trainer*/, int64_t /*epoch*/) {
-    ++epochs_begun;
-  }
-  template <typename T>
-  bool on_batch_end(T& /*trainer*/, int64_t /*batch*/, const StepResult& r) {
-    CHECK(std::isfinite(r.loss));
-    return ++batches >= stop_after_batches;
-  }
-  template <typename T>
-  void on_epoch_end(T& /*trainer*/, int64_t /*epoch*/, const EpochSummary& /*summary*/) {
-    ++epochs_ended;
-  }
-};
-struct NoHooks {};
-
-struct PairDataset : torch::data::datasets::Dataset<PairDataset> {
-  PairDataset(torch::Tensor x, torch::Tensor y) : x(std::move(x)), y(std::move(y)) {}
-  torch::data::Example<> get(size_t i) override { return {x[static_cast<int64_t>(i)], y[static_cast<int64_t>(i)]}; }
-  torch::optional<size_t> size() const override { return static_cast<size_t>(x.size(0)); }
-  torch::Tensor x;
-  torch::Tensor y;
-};
-}  // namespace
-
-TEST_CASE("fit calls the hooks a callback has, and stops when one returns true", "[distill][fit]") {
-  Setup s;
-  auto kd = make_kd(s.teacher, s.student);
-  torch::optim::SGD optimizer(kd.parameters(), 0.01);
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> loader(3, {s.x, s.y});
-  CountingCallback all;
-  const auto full = kd.fit(loader, optimizer, 2, all, NoHooks{});
-  CHECK(all.epochs_begun == 2);
-  CHECK(all.batches == 6);
-  CHECK(all.epochs_ended == 2);
-  CHECK_FALSE(full.stopped_early);
-
-  CountingCallback stopper;
-  stopper.stop_after_batches = 4;
-  const auto stopped = kd.fit(loader, optimizer, 5, stopper);
-  CHECK(stopped.stopped_early);
-  CHECK(stopper.batches == 4);
-  CHECK(stopped.epochs_completed == 1);
-
-  SECTION("a resumed run starts at epoch N, and the callbacks see the real numbers") {
-    struct Epochs_ {
-      std::vector<int64_t> seen;
-      void on_epoch_begin(decltype(kd)&, int64_t epoch) { seen.push_back(epoch); }
-    } recorder;
-    const auto resumed = kd.fit(loader, optimizer, Epochs{2, 4}, recorder);
-    CHECK(recorder.seen == std::vector<int64_t>{2, 3});
-    CHECK(resumed.epochs_completed == 2);
-    CHECK(resumed.epochs.front().epoch == 2);
-  }
-  SECTION("a loader with no batch is refused, not counted a success") {
-    std::vector<std::pair<torch::Tensor, torch::Tensor>> empty;
-    CHECK_THROWS_WITH(kd.fit(empty, optimizer, 1), ContainsSubstring("ardent::fit") && ContainsSubstring("'loader'") &&
-                                                       ContainsSubstring("no batch in epoch 0"));
-  }
-  SECTION("a torch::data loader works too") {
-    auto data_loader = torch::data::make_data_loader(PairDataset(s.x, s.y), torch::data::DataLoaderOptions(4));
-    CountingCallback counter;
-    kd.fit(*data_loader, optimizer, 1, counter);
-    CHECK(counter.batches == 2);
-  }
 }
 
 TEST_CASE("adversarial training: Madry and TRADES", "[distill][trainer]") {
@@ -788,20 +531,36 @@ TEST_CASE("the Distiller rejects bad input with the argument named", "[distill][
                     ContainsSubstring("'student'") && ContainsSubstring("5 classes") && ContainsSubstring("3"));
 }
 
-TEST_CASE("train_loop passes user callbacks the real epoch numbers, and one can stop it", "[distill][fit]") {
-  Setup s;
-  auto kd = make_kd(s.teacher, s.student);
-  torch::optim::SGD optimizer(kd.parameters(), 0.01);
-  data::ShuffledBatches batches(s.x, s.y, 4, 0);
-  train::LoopOptions options;
-  options.epochs = 5;
-  options.progress_every = 0;
-  struct StopAfterSecond {
-    std::vector<int64_t> begun;
-    void on_epoch_begin(decltype(kd)&, int64_t epoch) { begun.push_back(epoch); }
-    bool on_epoch_end(decltype(kd)&, int64_t epoch, const EpochSummary&) { return epoch == 1; }
-  } callback;
-  const auto history = train::train_loop(kd, batches, optimizer, {}, options, callback);
-  CHECK(callback.begun == std::vector<int64_t>{0, 1});
-  CHECK(history.size() == 2);
+TEST_CASE("warm-started ARD resumes bit for bit", "[distill][fast][warm]") {
+  // Two epochs in one run, and one epoch + a resumed second: the same student and perturbations.
+  const auto dir = std::filesystem::temp_directory_path() / "ardent_fast_resume";
+  std::filesystem::remove_all(dir);
+  torch::manual_seed(0);
+  const auto images = torch::rand({24, 1, 28, 28});
+  const auto labels = torch::randint(10, {24}, torch::kLong);
+  const auto teacher = models::SmallCNN(models::SmallCNNOptions(10).width(2));
+  auto run = [&](const std::string& name, int64_t epochs, bool resume) {
+    torch::manual_seed(1);
+    models::SmallCNN student(models::SmallCNNOptions(10).width(2));
+    attacks::PerturbationMemory memory(attacks::PerturbationMemoryOptions(24, {1, 28, 28}));
+    Distiller d(teacher, student, attacks::WarmStart(attacks::PGD(attacks::PGDOptions(0.1).steps(2)), memory),
+                losses::KL(losses::KLOptions().temperature(4)), targets::Logits{}, recipes::ard());
+    torch::optim::SGD optimizer(d.parameters(), 0.05);
+    data::ShuffledBatches batches(images, labels, 8, /*seed=*/5);
+    train::LoopOptions loop;
+    loop.epochs = epochs;
+    loop.checkpoint = dir / name / "checkpoint.pt";
+    loop.resume = resume;
+    loop.progress_every = 0;
+    std::filesystem::create_directories(dir / name);
+    train::train_loop(d, batches, optimizer, {{"student", student.ptr()}, {"perturbations", memory.ptr()}}, loop);
+    return std::pair{student, memory};
+  };
+  const auto [whole, whole_memory] = run("whole", 2, false);
+  run("split", 1, false);
+  const auto [resumed, resumed_memory] = run("split", 2, true);
+  CHECK(whole_memory->stored_count() == 24);
+  for (const auto& p : whole->named_parameters()) CHECK(torch::equal(p.value(), resumed->named_parameters()[p.key()]));
+  CHECK(torch::equal(whole_memory->named_buffers()["perturbations"], resumed_memory->named_buffers()["perturbations"]));
+  std::filesystem::remove_all(dir);
 }

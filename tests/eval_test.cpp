@@ -79,7 +79,7 @@ TEST_CASE("later attacks see only the points every earlier attack failed on", "[
         model, x, y,
         {eval::NamedAttack<TagNet>("first", first), eval::NamedAttack<TagNet>("second", second),
          eval::NamedAttack<TagNet>("third", third)},
-        EvalOptions().individual(false).batch_size(4));
+        eval::EvalOptions().individual(false).batch_size(4));
     // Tags 8 and 9 are misclassified: no attack sees them.
     CHECK((sorted(*first.seen) == std::vector<double>{0, 1, 2, 3, 4, 5, 6, 7}));
     CHECK((sorted(*second.seen) == std::vector<double>{3, 4, 5, 6, 7}));
@@ -97,7 +97,7 @@ TEST_CASE("later attacks see only the points every earlier attack failed on", "[
         model, x, y,
         {eval::NamedAttack<TagNet>("first", first), eval::NamedAttack<TagNet>("second", second),
          eval::NamedAttack<TagNet>("third", third)},
-        EvalOptions().batch_size(10));
+        eval::EvalOptions().batch_size(10));
     CHECK((sorted(*second.seen) == std::vector<double>{0, 1, 2, 3, 4, 5, 6, 7}));
     CHECK((*second.calls == std::vector<int64_t>{5, 3}));  // the survivors, then the others
     CHECK(*report.attacks[0].robust_accuracy == Approx(0.5));
@@ -115,11 +115,11 @@ TEST_CASE("on the reference model the worst case is at most every attack's accur
   constexpr double eps = 0.05;
   std::vector<eval::Preset> suite{eval::pgd(eps, 5), eval::cw_linf(eps, 5)};
   for (auto& p : eval::autoattack_lite(eps, Norm::Linf, /*steps=*/5)) suite.push_back(p);
-  std::vector<EvalProgress> progress;
+  std::vector<eval::EvalProgress> progress;
   torch::manual_seed(0);
   const auto report = evaluate(ref.model, x, y, suite,
-                               EvalOptions().batch_size(16).progress_every(1).on_progress(
-                                   [&](const EvalProgress& p) { progress.push_back(p); }));
+                               eval::EvalOptions().batch_size(16).progress_every(1).on_progress(
+                                   [&](const eval::EvalProgress& p) { progress.push_back(p); }));
   REQUIRE(report.attacks.size() == 4);
   CHECK(report.clean_accuracy == Approx(ardent_test::accuracy(ardent::forward(ref.model, x), y)));
   for (const auto& a : report.attacks) {
@@ -162,7 +162,7 @@ TEST_CASE("evaluate over a data loader equals evaluate over tensors", "[eval]") 
       PairDataset(x, y), torch::data::DataLoaderOptions().batch_size(8));
   const std::vector<eval::Preset> none{{"none", attacks::None()}};
   const auto from_loader = evaluate(ref.model, *loader, none);
-  const auto from_tensors = evaluate(ref.model, x, y, none, EvalOptions().batch_size(8));
+  const auto from_tensors = evaluate(ref.model, x, y, none, eval::EvalOptions().batch_size(8));
   CHECK(from_loader.samples == 20);
   CHECK(from_loader.clean_accuracy == from_tensors.clean_accuracy);
   CHECK(from_loader.worst_case_accuracy == from_tensors.clean_accuracy);
@@ -176,8 +176,8 @@ TEST_CASE("evaluate rejects bad input naming the argument", "[eval][errors]") {
   CHECK_THROWS_WITH(evaluate(model, x, y.slice(0, 0, 3), none), ContainsSubstring("'y'"));
   CHECK_THROWS_WITH(evaluate(model, x.to(torch::kLong), y, none), ContainsSubstring("'x'"));
   CHECK_THROWS_WITH(evaluate(model, torch::Tensor(), y, none), ContainsSubstring("'x'"));
-  CHECK_THROWS_WITH(evaluate(model, x, y, none, EvalOptions().batch_size(0)), ContainsSubstring("'batch_size'"));
-  CHECK_THROWS_WITH(evaluate(model, x, y, none, EvalOptions().progress_every(-1)),
+  CHECK_THROWS_WITH(evaluate(model, x, y, none, eval::EvalOptions().batch_size(0)), ContainsSubstring("'batch_size'"));
+  CHECK_THROWS_WITH(evaluate(model, x, y, none, eval::EvalOptions().progress_every(-1)),
                     ContainsSubstring("'progress_every'"));
 }
 
@@ -350,7 +350,7 @@ std::pair<torch::Tensor, torch::Tensor> own_labels(Net& model, int64_t n, int64_
 
 bool has_warning(const EvalReport& report, const std::string& check) {
   return std::any_of(report.warnings.begin(), report.warnings.end(),
-                     [&](const EvalWarning& w) { return w.check == check; });
+                     [&](const eval::EvalWarning& w) { return w.check == check; });
 }
 
 }  // namespace
@@ -371,8 +371,8 @@ TEST_CASE("a user's attack works in evaluate, in a Preset and a NamedAttack, on 
   auto net = ardent_test::small_cnn_copy(ref.model);
   net->train();  // evaluate runs it in eval mode and restores every flag
   std::vector<eval::Preset> suite{{"brighten", user::Brighten{0.3}}, eval::pgd(0.05, 2)};
-  const auto from_script = evaluate(ref.model, x, y, suite, EvalOptions().individual(false));
-  const auto from_module = evaluate(net, x, y, suite, EvalOptions().individual(false));
+  const auto from_script = evaluate(ref.model, x, y, suite, eval::EvalOptions().individual(false));
+  const auto from_module = evaluate(net, x, y, suite, eval::EvalOptions().individual(false));
   CHECK(net->is_training());
   for (const auto& m : net->modules()) CHECK(m->is_training());
   CHECK(from_script.attacks[0].settings["attack"] == "Brighten");
@@ -400,7 +400,8 @@ TEST_CASE("evaluate takes a braced list of presets", "[eval]") {
   const auto report = evaluate(ref.model, x, y, {eval::pgd(0.1, 2)});
   REQUIRE(report.attacks.size() == 1);
   CHECK(report.attacks[0].settings["steps"] == 2);
-  const auto two = evaluate(ref.model, x, y, {eval::pgd(0.1, 2), eval::apgd_ce(0.1, 2)}, EvalOptions().batch_size(4));
+  const auto two = evaluate(ref.model, x, y, {eval::pgd(0.1, 2), eval::apgd_ce(0.1, 2)},
+                            eval::EvalOptions().batch_size(4));
   CHECK(two.attacks.size() == 2);
   CHECK(two.worst_case_accuracy <= *two.attacks[0].robust_accuracy);
 }
@@ -425,7 +426,7 @@ TEST_CASE("evaluate checks x and y once, at the call, naming ardent::evaluate", 
   auto nan = x.clone();
   nan[0][0][0][0] = std::numeric_limits<float>::quiet_NaN();
   fails(nan, y, "'x'", "NaN");
-  CHECK_THROWS_WITH(evaluate(ref.model, x, y, suite, EvalOptions().progress_seconds(-1)),
+  CHECK_THROWS_WITH(evaluate(ref.model, x, y, suite, eval::EvalOptions().progress_seconds(-1)),
                     ContainsSubstring("'progress_seconds'"));
   // A data loader's batches are checked as they come, with the same messages.
   auto loader = torch::data::make_data_loader<torch::data::samplers::SequentialSampler>(
@@ -436,10 +437,10 @@ TEST_CASE("evaluate checks x and y once, at the call, naming ardent::evaluate", 
 
 TEST_CASE("progress reports come with an estimate of the time left", "[eval]") {
   auto ref = ardent_test::load_reference();
-  std::vector<EvalProgress> seen;
+  std::vector<eval::EvalProgress> seen;
   evaluate(ref.model, ref.x.slice(0, 0, 16), ref.y.slice(0, 0, 16), {eval::pgd(0.1, 1), eval::pgd(0.1, 1)},
-           EvalOptions().batch_size(4).progress_seconds(1e-9).on_progress(
-               [&](const EvalProgress& p) { seen.push_back(p); }));
+           eval::EvalOptions().batch_size(4).progress_seconds(1e-9).on_progress(
+               [&](const eval::EvalProgress& p) { seen.push_back(p); }));
   // After each attack but the last of each batch, and after each batch.
   REQUIRE(seen.size() == 8);
   CHECK_THAT(seen[0].attack, ContainsSubstring("PGD-1"));
@@ -546,7 +547,7 @@ TEST_CASE("APGD with expectation over transformation averages the gradient over 
 TEST_CASE("the RobustBench entry has the fields of RobustBench's model entries", "[eval][robustbench]") {
   auto ref = ardent_test::load_reference();
   const auto report = evaluate(ref.model, ref.x.slice(0, 0, 16), ref.y.slice(0, 0, 16), {eval::apgd_ce(8.0 / 255, 2)});
-  const auto metadata = RobustBenchMetadata()
+  const auto metadata = eval::RobustBenchMetadata()
                             .name("ARD student")
                             .link("https://arxiv.org/abs/1905.09747")
                             .authors("A, B")
@@ -571,7 +572,7 @@ TEST_CASE("the RobustBench entry has the fields of RobustBench's model entries",
   CHECK(j["additional_data"] == false);
   // Not AutoAttack standard: the footnote says what it was.
   CHECK_THAT(j["footnote"].get<std::string>(), ContainsSubstring("not AutoAttack standard"));
-  CHECK(report.robustbench_json(RobustBenchMetadata(metadata).eps("0.1"))["eps"] == "0.1");
+  CHECK(report.robustbench_json(eval::RobustBenchMetadata(metadata).eps("0.1"))["eps"] == "0.1");
 }
 
 TEST_CASE("the AutoAttack versions hold the reference code's attacks in its order", "[eval]") {
@@ -633,7 +634,7 @@ TEST_CASE("autoattack(eps): the worst case is at most each attack alone; masking
       CHECK(report.attacks[k].worst_case_accuracy <= report.attacks[k - 1].worst_case_accuracy);
     }
     CHECK(report.is_autoattack_standard());
-    CHECK(report.robustbench_json(RobustBenchMetadata().eps("0.05"))["footnote"].is_null());
+    CHECK(report.robustbench_json(eval::RobustBenchMetadata().eps("0.05"))["footnote"].is_null());
     CHECK(report.warnings.empty());
   }
   SECTION("a masked model (a step function of the input: zero gradient, not robust)") {

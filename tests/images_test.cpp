@@ -6,7 +6,7 @@
 #include "catch.hpp"
 
 #include <ardent/data/image_batches.hpp>
-#include <ardent/distill/fit.hpp>
+#include <ardent/train/fit.hpp>
 
 #include <unistd.h>
 
@@ -251,7 +251,7 @@ namespace {
 struct Recorder {
   torch::nn::Linear model{3 * 8 * 8, 2};
   std::vector<int64_t> sizes;
-  ardent::StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer) {
+  ardent::train::StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer) {
     optimizer.zero_grad();
     const auto loss = torch::nn::functional::cross_entropy(model->forward(x.flatten(1)), y);
     loss.backward();
@@ -265,7 +265,7 @@ struct Recorder {
 
 }  // namespace
 
-TEST_CASE("ImageFolderBatches feeds ardent::fit as it is", "[data][images]") {
+TEST_CASE("ImageFolderBatches feeds ardent::train::fit as it is", "[data][images]") {
   Folder folder;
   for (int i = 0; i < 10; ++i)
     write(folder.root / (i % 2 ? "a" : "b") / fmt::format("{}.png", i), png_bytes(gradient_image(8, 8, i)));
@@ -273,7 +273,7 @@ TEST_CASE("ImageFolderBatches feeds ardent::fit as it is", "[data][images]") {
   ardent::data::ImageFolderBatches batches(set, 4, 0);
   Recorder trainer;
   torch::optim::SGD optimizer(trainer.parameters(), torch::optim::SGDOptions(0.1));
-  const auto summary = ardent::fit(trainer, batches, optimizer, 2);
+  const auto summary = ardent::train::fit(trainer, batches, optimizer, 2);
   CHECK(summary.epochs_completed == 2);
   CHECK(trainer.sizes == std::vector<int64_t>{4, 4, 2, 4, 4, 2});
 }

@@ -30,6 +30,6 @@ int main(int argc, char** argv) {
     return std::map<std::string, double>{{"mean_weight", model->named_parameters()["fc.weight"].mean().item<double>()}};
   };
   ardent::train::train_loop(trainer, batches, optimizer, {{"student", model.ptr()}}, options);
-  ardent::save_state_dict(model, dir / "final.pt");
+  ardent::io::save_state_dict(model, dir / "final.pt");
   return 0;
 }

@@ -97,7 +97,7 @@ TEST_CASE("defect 1: a list nested 200,000 deep is refused past kMaxPickleDepth,
   std::string p = "\x80\x02";
   p += std::string(depth, ']') + std::string(depth - 1, 'a') + ".";
   const auto path = archive(tmp.path / "deep.pt", p, {});
-  CHECK_THROWS_WITH(ardent::read_state_dict(path),
+  CHECK_THROWS_WITH(ardent::io::read_state_dict(path),
                     ContainsSubstring("deep.pt") && ContainsSubstring("nest deeper than 1000 levels"));
   // A chain built through the memo evades the depth count as it is built (each APPEND sees a
   // shallow child); freeing it must still not recurse.
@@ -106,7 +106,7 @@ TEST_CASE("defect 1: a list nested 200,000 deep is refused past kMaxPickleDepth,
     chain += "]r" + u32(i) + "0j" + u32(i - 1) + "j" + u32(i) + "a0";
   }
   chain += "j" + u32(0) + ".";
-  CHECK_THROWS_WITH(ardent::read_state_dict(archive(tmp.path / "chain.pt", chain, {})),
+  CHECK_THROWS_WITH(ardent::io::read_state_dict(archive(tmp.path / "chain.pt", chain, {})),
                     ContainsSubstring("holds a list, expected a state dict"));
 }
 
@@ -115,28 +115,29 @@ TEST_CASE("defect 2: a tensor of size [2^31] and stride [0] is a view of its 4-b
   const float one = 1.5F;
   const auto path = archive(tmp.path / "stride0.pt", tensor_pickle({int64_t{1} << 31}, {0}, 1),
                             {{"0", std::string(reinterpret_cast<const char*>(&one), 4)}});
-  const auto dict = ardent::read_state_dict(path);
+  const auto dict = ardent::io::read_state_dict(path);
   const auto& w = dict["w"];
   CHECK(w.numel() == (int64_t{1} << 31));
   CHECK(w.storage().nbytes() == 4);  // no 8 GB clone
   CHECK(w[12345].item<float>() == 1.5F);
   SmallCNN model(SmallCNNOptions(10).width(2));
-  CHECK_THROWS_WITH(ardent::load_state_dict(model, path), ContainsSubstring("unexpected keys [w]"));
+  CHECK_THROWS_WITH(ardent::io::load_state_dict(model, path), ContainsSubstring("unexpected keys [w]"));
 }
 
 TEST_CASE("defect 3: storage extents are computed with overflow checks", "[reliability]") {
   TempDir tmp("overflow");
   const std::string four(16, '\0');
   const int64_t big = int64_t{1} << 62;
-  CHECK_THROWS_WITH(ardent::read_state_dict(archive(tmp.path / "a.pt", tensor_pickle({big}, {4}, 4), {{"0", four}})),
-                    ContainsSubstring("reaches beyond 2^63"));
   CHECK_THROWS_WITH(
-      ardent::read_state_dict(archive(tmp.path / "b.pt", tensor_pickle({big, big}, {0, 0}, 4), {{"0", four}})),
+      ardent::io::read_state_dict(archive(tmp.path / "a.pt", tensor_pickle({big}, {4}, 4), {{"0", four}})),
+      ContainsSubstring("reaches beyond 2^63"));
+  CHECK_THROWS_WITH(
+      ardent::io::read_state_dict(archive(tmp.path / "b.pt", tensor_pickle({big, big}, {0, 0}, 4), {{"0", four}})),
       ContainsSubstring("more than 2^63 elements"));
   CHECK_THROWS_WITH(
-      ardent::read_state_dict(archive(tmp.path / "c.pt", tensor_pickle({3}, {1}, 4, INT64_MAX - 1), {{"0", four}})),
+      ardent::io::read_state_dict(archive(tmp.path / "c.pt", tensor_pickle({3}, {1}, 4, INT64_MAX - 1), {{"0", four}})),
       ContainsSubstring("reaches beyond 2^63"));
-  CHECK_THROWS_WITH(ardent::read_state_dict(archive(tmp.path / "d.pt", tensor_pickle({5}, {1}, 4), {{"0", four}})),
+  CHECK_THROWS_WITH(ardent::io::read_state_dict(archive(tmp.path / "d.pt", tensor_pickle({5}, {1}, 4), {{"0", four}})),
                     ContainsSubstring("overruns its storage of 4 elements"));
 }
 
@@ -154,7 +155,7 @@ TEST_CASE("defect 4: a list that contains itself is freed with the rest", "[reli
        "a";  // L = [L, the state dict]
   p += "u.";
   const std::string two(8, '\0');
-  const auto dict = ardent::read_state_dict(archive(tmp.path / "cycle.pt", p, {{"0", two}}));
+  const auto dict = ardent::io::read_state_dict(archive(tmp.path / "cycle.pt", p, {{"0", two}}));
   REQUIRE(dict.contains("w"));
   CHECK(dict["w"].use_count() == 1);
 }
@@ -162,12 +163,12 @@ TEST_CASE("defect 4: a list that contains itself is freed with the rest", "[reli
 TEST_CASE("defect 5: a record's real size is compared before anything is allocated", "[reliability]") {
   TempDir tmp("claims");
   const std::string four(4, '\0');
-  CHECK_THROWS_WITH(
-      ardent::read_state_dict(archive(tmp.path / "big.pt", tensor_pickle({1}, {1}, int64_t{1} << 40), {{"0", four}})),
-      ContainsSubstring("has 4 bytes, expected 4398046511104"));
-  CHECK_THROWS_WITH(
-      ardent::read_state_dict(archive(tmp.path / "wrap.pt", tensor_pickle({1}, {1}, int64_t{1} << 62), {{"0", four}})),
-      ContainsSubstring("claims 4611686018427387904 elements"));
+  CHECK_THROWS_WITH(ardent::io::read_state_dict(
+                        archive(tmp.path / "big.pt", tensor_pickle({1}, {1}, int64_t{1} << 40), {{"0", four}})),
+                    ContainsSubstring("has 4 bytes, expected 4398046511104"));
+  CHECK_THROWS_WITH(ardent::io::read_state_dict(
+                        archive(tmp.path / "wrap.pt", tensor_pickle({1}, {1}, int64_t{1} << 62), {{"0", four}})),
+                    ContainsSubstring("claims 4611686018427387904 elements"));
   // A zip directory whose record claims more bytes than the file holds.
   auto bytes = slurp(archive(tmp.path / "ok.pt", tensor_pickle({1}, {1}, 1), {{"0", four}}));
   const auto entry = bytes.rfind("ok/data/0");  // the central directory's copy of the name
@@ -176,7 +177,7 @@ TEST_CASE("defect 5: a record's real size is compared before anything is allocat
   std::memcpy(&bytes[entry - 46 + 20], &huge, 4);
   std::memcpy(&bytes[entry - 46 + 24], &huge, 4);
   spit(tmp.path / "lying.pt", bytes);
-  CHECK_THROWS_WITH(ardent::read_state_dict(tmp.path / "lying.pt"),
+  CHECK_THROWS_WITH(ardent::io::read_state_dict(tmp.path / "lying.pt"),
                     ContainsSubstring("lying.pt") && ContainsSubstring("claims 2147483647 bytes"));
 }
 
@@ -184,7 +185,7 @@ TEST_CASE("a flipped bit in a state dict's tensor data fails the CRC-32 check", 
   TempDir tmp("crc");
   SmallCNN model(SmallCNNOptions(10).width(2));
   const auto path = tmp.path / "model.pt";
-  ardent::save_state_dict(model, path);
+  ardent::io::save_state_dict(model, path);
   auto bytes = slurp(path);
   const auto fc = model->named_parameters()["fc.weight"];
   const std::string data(static_cast<const char*>(fc.data_ptr()), 64);
@@ -192,7 +193,7 @@ TEST_CASE("a flipped bit in a state dict's tensor data fails the CRC-32 check", 
   REQUIRE(at != std::string::npos);
   bytes[at + 10] = static_cast<char>(bytes[at + 10] ^ 0x01);
   spit(path, bytes);
-  CHECK_THROWS_WITH(ardent::load_state_dict(model, path),
+  CHECK_THROWS_WITH(ardent::io::load_state_dict(model, path),
                     ContainsSubstring("model.pt") && ContainsSubstring("fails its CRC-32 check"));
 }
 
@@ -201,20 +202,20 @@ TEST_CASE("a flipped bit in a state dict's tensor data fails the CRC-32 check", 
 TEST_CASE("the shipped teacher loads as a state dict and as a module; the wrong width is refused", "[reliability]") {
   const fs::path models = fs::path(ARDENT_TEST_DATA_DIR) / ".." / ".." / "models";
   SmallCNN from_archive(SmallCNNOptions(10).width(32));
-  ardent::load_module(from_archive, models / "fashion_teacher.pt");
+  ardent::io::load_module(from_archive, models / "fashion_teacher.pt");
   SmallCNN from_state_dict(SmallCNNOptions(10).width(32));
-  ardent::load_state_dict(from_state_dict, models / "fashion_teacher.state_dict.pt");
+  ardent::io::load_state_dict(from_state_dict, models / "fashion_teacher.state_dict.pt");
   for (const auto& p : from_archive->named_parameters())
     CHECK(torch::equal(p.value(), from_state_dict->named_parameters()[p.key()]));
-  CHECK_THROWS_WITH(ardent::load_state_dict(from_state_dict, models / "fashion_teacher.pt"),
-                    ContainsSubstring("torch::save") && ContainsSubstring("ardent::load_module(model, path)"));
-  CHECK_THROWS_WITH(ardent::load_module(from_archive, models / "fashion_teacher.state_dict.pt"),
-                    ContainsSubstring("ardent::load_state_dict(model, path)"));
+  CHECK_THROWS_WITH(ardent::io::load_state_dict(from_state_dict, models / "fashion_teacher.pt"),
+                    ContainsSubstring("torch::save") && ContainsSubstring("ardent::io::load_module(model, path)"));
+  CHECK_THROWS_WITH(ardent::io::load_module(from_archive, models / "fashion_teacher.state_dict.pt"),
+                    ContainsSubstring("ardent::io::load_state_dict(model, path)"));
   SmallCNN narrow(SmallCNNOptions(10).width(16));
   const auto before = narrow->named_parameters()["c1.weight"].clone();
-  CHECK_THROWS_WITH(ardent::load_module(narrow, models / "fashion_teacher.pt"),
+  CHECK_THROWS_WITH(ardent::io::load_module(narrow, models / "fashion_teacher.pt"),
                     ContainsSubstring("c1.weight (file [32, 1, 3, 3], model [16, 1, 3, 3])"));
-  CHECK_THROWS_WITH(ardent::load_state_dict(narrow, models / "fashion_teacher.state_dict.pt"),
+  CHECK_THROWS_WITH(ardent::io::load_state_dict(narrow, models / "fashion_teacher.state_dict.pt"),
                     ContainsSubstring("c1.weight (file [32, 1, 3, 3], model [16, 1, 3, 3])"));
   CHECK(torch::equal(narrow->named_parameters()["c1.weight"], before));
   CHECK(narrow->named_parameters()["c1.weight"].size(0) == 16);
@@ -327,13 +328,13 @@ TEST_CASE("defect 10: broken TorchScript code in a checkpoint or a module archiv
     return bad;
   };
   ardent::train::save_checkpoint({1, {{"student", model.ptr()}}, nullptr}, tmp.path / "good.pt");
-  ardent::save_module(model, tmp.path / "good_module.pt");
+  ardent::io::save_module(model, tmp.path / "good_module.pt");
   // The code is never read (issue 22): the data loads as it is (torch::load threw here).
   ardent::train::Checkpoint target{0, {{"student", model.ptr()}}, nullptr};
   CHECK(ardent::train::load_checkpoint(target, break_code(tmp.path / "good.pt", "bad_code.pt")) == 1);
-  CHECK_NOTHROW(ardent::load_module(model, break_code(tmp.path / "good_module.pt", "bad_module.pt")));
+  CHECK_NOTHROW(ardent::io::load_module(model, break_code(tmp.path / "good_module.pt", "bad_module.pt")));
   // A checkpoint is not a module: the error names the file and what is missing.
-  CHECK_THROWS_WITH(ardent::load_module(model, tmp.path / "bad_code.pt"),
+  CHECK_THROWS_WITH(ardent::io::load_module(model, tmp.path / "bad_code.pt"),
                     ContainsSubstring("bad_code.pt") && ContainsSubstring("missing entries [c1.*"));
 }
 
@@ -381,7 +382,7 @@ TEST_CASE("issue 22 defect 1: a TorchScript __setstate__ in a module archive or 
   for (const char* name : {"evil_setstate.pt", "evil_alloc.pt"}) {
     INFO(name);
     SmallCNN model(SmallCNNOptions(10).width(2));
-    CHECK_THROWS_WITH(ardent::load_module(model, hostile / name),
+    CHECK_THROWS_WITH(ardent::io::load_module(model, hostile / name),
                       ContainsSubstring(name) && ContainsSubstring("__setstate__"));
     fs::copy_file(hostile / name, tmp.path / "checkpoint.pt", fs::copy_options::overwrite_existing);
     ardent::train::Checkpoint target{0, {{"student", model.ptr()}}, nullptr};
@@ -393,14 +394,14 @@ TEST_CASE("issue 22 defect 1: a TorchScript __setstate__ in a module archive or 
 TEST_CASE("issue 22 defect 2: compressed records inflate at most max_inflation times the file",
           "[reliability][hostile]") {
   // 19.7 KB whose data.pkl inflates to 20 MB of opcodes (3.19 GB of values before).
-  CHECK_THROWS_WITH(ardent::read_state_dict(hostile / "pickle_bomb.pt"), ContainsSubstring("pickle_bomb.pt") &&
-                                                                             ContainsSubstring("max_inflation = 64") &&
-                                                                             ContainsSubstring("read_limits()"));
+  CHECK_THROWS_WITH(ardent::io::read_state_dict(hostile / "pickle_bomb.pt"),
+                    ContainsSubstring("pickle_bomb.pt") && ContainsSubstring("max_inflation = 64") &&
+                        ContainsSubstring("read_limits()"));
   // A 64 MiB tensor record deflated into 66 KB: refused by default, read when the user raises the limit.
-  CHECK_THROWS_WITH(ardent::read_state_dict(hostile / "deflated_tensor.pt"), ContainsSubstring("max_inflation"));
+  CHECK_THROWS_WITH(ardent::io::read_state_dict(hostile / "deflated_tensor.pt"), ContainsSubstring("max_inflation"));
   const LimitsGuard guard;
   ardent::io::read_limits().max_inflation(2000);
-  const auto dict = ardent::read_state_dict(hostile / "deflated_tensor.pt");
+  const auto dict = ardent::io::read_state_dict(hostile / "deflated_tensor.pt");
   CHECK(dict["w"].numel() == 16 << 20);
 }
 
@@ -419,7 +420,9 @@ TEST_CASE("issue 22 defect 2: the pickle machine's values, stack, memo and marks
   const LimitsGuard guard;
   ardent::io::read_limits().max_pickle_values(1000);
   const std::string proto("\x80\x02", 2);
-  const auto read = [&](const std::string& pickle) { return ardent::read_state_dict(stored_pickle(tmp.path, pickle)); };
+  const auto read = [&](const std::string& pickle) {
+    return ardent::io::read_state_dict(stored_pickle(tmp.path, pickle));
+  };
   CHECK_THROWS_WITH(read(proto + std::string(1500, 'N') + "."), ContainsSubstring("max_pickle_values = 1000 values"));
   CHECK_THROWS_WITH(read(proto + "N" + std::string(1500, '2') + "."), ContainsSubstring("stack entries"));
   std::string memo = proto + "N";
@@ -427,14 +430,14 @@ TEST_CASE("issue 22 defect 2: the pickle machine's values, stack, memo and marks
   CHECK_THROWS_WITH(read(memo + "."), ContainsSubstring("memo entries"));
   CHECK_THROWS_WITH(read(proto + std::string(1500, '(') + "."), ContainsSubstring("marks"));
   // A real state dict needs far fewer.
-  CHECK(ardent::read_state_dict(fs::path(ARDENT_TEST_DATA_DIR) / "state_dicts" / "tinybn.pt").size() > 0);
+  CHECK(ardent::io::read_state_dict(fs::path(ARDENT_TEST_DATA_DIR) / "state_dicts" / "tinybn.pt").size() > 0);
 }
 
 TEST_CASE("issue 22 defect 2: files larger than max_file_bytes are refused before they are read",
           "[reliability][hostile]") {
   const LimitsGuard guard;
   ardent::io::read_limits().max_file_bytes(1000);
-  CHECK_THROWS_WITH(ardent::read_state_dict(fs::path(ARDENT_TEST_DATA_DIR) / "state_dicts" / "tinybn.pt"),
+  CHECK_THROWS_WITH(ardent::io::read_state_dict(fs::path(ARDENT_TEST_DATA_DIR) / "state_dicts" / "tinybn.pt"),
                     ContainsSubstring("tinybn.pt") && ContainsSubstring("max_file_bytes = 1000"));
 }
 
@@ -464,16 +467,16 @@ TEST_CASE("issue 22 defect 3: save_module is atomic; a full disk is an error nam
   TempDir tmp("save_module");
   const auto path = tmp.path / "student.pt";
   SmallCNN first(SmallCNNOptions(10).width(2));
-  ardent::save_module(first, path);
+  ardent::io::save_module(first, path);
   const auto before = slurp(path);
   SmallCNN read_back(SmallCNNOptions(10).width(2));
-  ardent::load_module(read_back, path);
+  ardent::io::load_module(read_back, path);
   CHECK(torch::equal(read_back->named_parameters()["fc.weight"], first->named_parameters()["fc.weight"]));
 
   SmallCNN second(SmallCNNOptions(10).width(2));
   {
     const FileSizeLimit full(1000);  // torch::save aborted here (enforce fail at inline_container.cc)
-    CHECK_THROWS_WITH(ardent::save_module(second, path),
+    CHECK_THROWS_WITH(ardent::io::save_module(second, path),
                       ContainsSubstring("student.pt") && ContainsSubstring("File too large"));
   }
   CHECK(slurp(path) == before);  // the previous file is intact
@@ -584,8 +587,8 @@ TEST_CASE(
   for (int i = 0; i < 10 && !done; ++i) done = run_child(killed, {}, 0);
   REQUIRE(done);
   CHECK(metrics_without_seconds(killed / "metrics.csv") == expected_metrics);
-  const auto a = ardent::read_state_dict(straight / "final.pt");
-  const auto b = ardent::read_state_dict(killed / "final.pt");
+  const auto a = ardent::io::read_state_dict(straight / "final.pt");
+  const auto b = ardent::io::read_state_dict(killed / "final.pt");
   REQUIRE(a.size() == b.size());
   for (const auto& item : a) CHECK(torch::equal(item.value(), b[item.key()]));
   for (const auto& entry : fs::directory_iterator(killed)) {

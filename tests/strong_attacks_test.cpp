@@ -7,7 +7,7 @@
 #include <ardent/attacks/apgd.hpp>
 #include <ardent/attacks/cw.hpp>
 #include <ardent/attacks/cw_linf.hpp>
-#include <ardent/core/targeted_dlr.hpp>
+#include <ardent/objectives/targeted_dlr.hpp>
 
 #include <tuple>
 

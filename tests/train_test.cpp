@@ -1,13 +1,19 @@
-// Training machinery: seeded batches, checkpoints written atomically, and resume giving exactly
-// the result of an uninterrupted run.
+// Training machinery: fit and its callbacks, seeded batches, checkpoints written atomically, and
+// resume giving exactly the result of an uninterrupted run.
 #include "catch.hpp"
+#include "tiny_nets.hpp"
 
 #include <ardent/data/batches.hpp>
 #include <ardent/distill/factories.hpp>
 #include <ardent/models/small_cnn.hpp>
 #include <ardent/train/loop.hpp>
+#include <ardent/train/overfitting_guard.hpp>
 
 #include <unistd.h>
+
+#include <cmath>
+
+using ardent_test::Setup;
 
 namespace {
 
@@ -148,7 +154,7 @@ struct PretendRankOne final : ardent::train::Parallelism {
   void check_same(int64_t value, std::string_view what) const override {
     calls.push_back(fmt::format("check_same {} {}", value, what.substr(0, 10)));
   }
-  ardent::EpochSummary over_ranks(ardent::EpochSummary mine) const override {
+  ardent::train::EpochSummary over_ranks(ardent::train::EpochSummary mine) const override {
     calls.push_back(fmt::format("over_ranks {}", mine.samples));
     mine.mean_loss = (mine.mean_loss + 2 * mine.mean_loss) / 2;
     mine.samples *= 2;
@@ -221,4 +227,131 @@ TEST_CASE("a damaged checkpoint is rejected with its path", "[train]") {
   CHECK_THROWS_WITH(ardent::train::load_checkpoint(checkpoint, path), ContainsSubstring("broken.pt"));
   CHECK_THROWS_WITH(ardent::train::load_checkpoint(checkpoint, tmp.path / "missing.pt"),
                     ContainsSubstring("missing.pt"));
+}
+
+namespace {
+struct CountingCallback {
+  int epochs_begun = 0;
+  int batches = 0;
+  int epochs_ended = 0;
+  int stop_after_batches = 1000;
+  template <typename T>
+  void on_epoch_begin(T& /*trainer*/, int64_t /*epoch*/) {
+    ++epochs_begun;
+  }
+  template <typename T>
+  bool on_batch_end(T& /*trainer*/, int64_t /*batch*/, const ardent::StepResult& r) {
+    CHECK(std::isfinite(r.loss));
+    return ++batches >= stop_after_batches;
+  }
+  template <typename T>
+  void on_epoch_end(T& /*trainer*/, int64_t /*epoch*/, const ardent::train::EpochSummary& /*summary*/) {
+    ++epochs_ended;
+  }
+};
+struct NoHooks {};
+
+struct PairDataset : torch::data::datasets::Dataset<PairDataset> {
+  PairDataset(torch::Tensor x, torch::Tensor y) : x(std::move(x)), y(std::move(y)) {}
+  torch::data::Example<> get(size_t i) override { return {x[static_cast<int64_t>(i)], y[static_cast<int64_t>(i)]}; }
+  torch::optional<size_t> size() const override { return static_cast<size_t>(x.size(0)); }
+  torch::Tensor x;
+  torch::Tensor y;
+};
+}  // namespace
+
+TEST_CASE("fit calls the hooks a callback has, and stops when one returns true", "[train][fit]") {
+  Setup s;
+  auto kd = ardent::make_kd(s.teacher, s.student);
+  torch::optim::SGD optimizer(kd.parameters(), 0.01);
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> loader(3, {s.x, s.y});
+  CountingCallback all;
+  const auto full = kd.fit(loader, optimizer, 2, all, NoHooks{});
+  CHECK(all.epochs_begun == 2);
+  CHECK(all.batches == 6);
+  CHECK(all.epochs_ended == 2);
+  CHECK_FALSE(full.stopped_early);
+
+  CountingCallback stopper;
+  stopper.stop_after_batches = 4;
+  const auto stopped = kd.fit(loader, optimizer, 5, stopper);
+  CHECK(stopped.stopped_early);
+  CHECK(stopper.batches == 4);
+  CHECK(stopped.epochs_completed == 1);
+
+  SECTION("a resumed run starts at epoch N, and the callbacks see the real numbers") {
+    struct Epochs_ {
+      std::vector<int64_t> seen;
+      void on_epoch_begin(decltype(kd)&, int64_t epoch) { seen.push_back(epoch); }
+    } recorder;
+    const auto resumed = kd.fit(loader, optimizer, ardent::train::Epochs{2, 4}, recorder);
+    CHECK(recorder.seen == std::vector<int64_t>{2, 3});
+    CHECK(resumed.epochs_completed == 2);
+    CHECK(resumed.epochs.front().epoch == 2);
+  }
+  SECTION("a loader with no batch is refused, not counted a success") {
+    std::vector<std::pair<torch::Tensor, torch::Tensor>> empty;
+    CHECK_THROWS_WITH(kd.fit(empty, optimizer, 1), ContainsSubstring("ardent::train::fit") &&
+                                                       ContainsSubstring("'loader'") &&
+                                                       ContainsSubstring("no batch in epoch 0"));
+  }
+  SECTION("a torch::data loader works too") {
+    auto data_loader = torch::data::make_data_loader(PairDataset(s.x, s.y), torch::data::DataLoaderOptions(4));
+    CountingCallback counter;
+    kd.fit(*data_loader, optimizer, 1, counter);
+    CHECK(counter.batches == 2);
+  }
+}
+
+TEST_CASE("train_loop passes user callbacks the real epoch numbers, and one can stop it", "[train][fit]") {
+  Setup s;
+  auto kd = ardent::make_kd(s.teacher, s.student);
+  torch::optim::SGD optimizer(kd.parameters(), 0.01);
+  ardent::data::ShuffledBatches batches(s.x, s.y, 4, 0);
+  ardent::train::LoopOptions options;
+  options.epochs = 5;
+  options.progress_every = 0;
+  struct StopAfterSecond {
+    std::vector<int64_t> begun;
+    void on_epoch_begin(decltype(kd)&, int64_t epoch) { begun.push_back(epoch); }
+    bool on_epoch_end(decltype(kd)&, int64_t epoch, const ardent::train::EpochSummary&) { return epoch == 1; }
+  } callback;
+  const auto history = ardent::train::train_loop(kd, batches, optimizer, {}, options, callback);
+  CHECK(callback.begun == std::vector<int64_t>{0, 1});
+  CHECK(history.size() == 2);
+}
+
+TEST_CASE("the overfitting guard fires on a collapse, rolls back, and stays quiet on a healthy run",
+          "[train][fast][guard]") {
+  torch::manual_seed(0);
+  auto model = std::make_shared<torch::nn::LinearImpl>(4, 2);
+  std::vector<ardent::train::GuardReading> readings;
+  std::size_t next = 0;
+  ardent::train::OverfittingGuard guard([&] { return readings.at(next++); }, model);
+  const ardent::train::EpochSummary summary;
+  int trainer = 0;
+
+  SECTION("healthy: PGD accuracy rises and falls a little") {
+    readings = {{0.40, 0.50}, {0.45, 0.55}, {0.43, 0.60}, {0.48, 0.62}};
+    for (int64_t e = 0; e < 4; ++e) CHECK_FALSE(guard.on_epoch_end(trainer, e, summary));
+    CHECK(guard.columns().at("guard_collapse") == 0);
+  }
+  SECTION("collapse: PGD accuracy falls to 2% while the training attack's rises to 90%") {
+    readings = {{0.40, 0.50}, {0.45, 0.55}, {0.02, 0.90}};
+    CHECK_FALSE(guard.on_epoch_end(trainer, 0, summary));
+    CHECK_FALSE(guard.on_epoch_end(trainer, 1, summary));
+    const auto best = model->weight.detach().clone();
+    {
+      torch::NoGradGuard no_grad;
+      model->weight.add_(1.0);  // the collapsed epoch's update
+    }
+    CHECK(guard.on_epoch_end(trainer, 2, summary));
+    CHECK(guard.columns().at("guard_collapse") == 1);
+    CHECK(torch::equal(model->weight, best));  // rolled back to the best epoch
+  }
+  SECTION("a drop that the training attack shares is not catastrophic overfitting") {
+    readings = {{0.45, 0.55}, {0.10, 0.15}};
+    CHECK_FALSE(guard.on_epoch_end(trainer, 0, summary));
+    CHECK_FALSE(guard.on_epoch_end(trainer, 1, summary));
+  }
 }

@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
 
   try {
     torch::set_num_threads(s.threads);
-    ardent::keep_freed_memory();  // the program's opt-in (ardent/core/memory.hpp)
+    ardent::runtime::keep_freed_memory();  // the program's opt-in (ardent/runtime/memory.hpp)
     torch::manual_seed(s.seed);
     fmt::print("ardent attack: LibTorch {}, {} threads\n", TORCH_VERSION, torch::get_num_threads());
     const ardent::data::MNIST test_set(s.data_dir, ardent::data::MNIST::Split::Test);
@@ -152,14 +152,14 @@ int main(int argc, char** argv) {
     }
     ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(s.width));
     if (*checkpoint_opt) {
-      ardent::load_module(model, s.checkpoint_path);
+      ardent::io::load_module(model, s.checkpoint_path);
       fmt::print("model: SmallCNN (width {}) from {}\n", s.width, s.checkpoint_path);
     } else {
       fmt::print("model: SmallCNN (width {}), natural training for {} epoch(s) on {}\n", s.width, s.train_epochs,
                  s.data_dir);
       const ardent::data::MNIST train_set(s.data_dir, ardent::data::MNIST::Split::Train);
       train(model, train_set, s);
-      if (!s.save_path.empty()) ardent::save_module(model, s.save_path);
+      if (!s.save_path.empty()) ardent::io::save_module(model, s.save_path);
     }
     model->eval();
     report(model, test_set, s);

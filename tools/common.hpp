@@ -65,7 +65,7 @@ inline void quiet_unless_main() {
 inline void set_threads(int threads) {
   quiet_unless_main();
   torch::set_num_threads(threads);
-  const bool kept = ardent::keep_freed_memory();
+  const bool kept = ardent::runtime::keep_freed_memory();
   const auto& world = ardent::distributed::world();
   fmt::print("LibTorch {}, {} threads{}{}\n", TORCH_VERSION, torch::get_num_threads(),
              world.size() > 1 ? fmt::format(" x {} processes", world.size()) : "",
@@ -221,7 +221,7 @@ struct EpochEndHooks {
   }
 
   template <typename Trainer>
-  bool on_epoch_end(Trainer& trainer, int64_t epoch, const ardent::EpochSummary& summary) {
+  bool on_epoch_end(Trainer& trainer, int64_t epoch, const ardent::train::EpochSummary& summary) {
     if (!memory.is_empty()) ardent::distributed::merge_perturbations(ardent::distributed::world(), memory);
     return guard && guard->on_epoch_end(trainer, epoch, summary);
   }

@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
     const auto test = tools::take(test_set, s.eval_limit);
 
     ardent::models::SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(s.teacher_width));
-    ardent::load_module(teacher, s.teacher_path);
+    ardent::io::load_module(teacher, s.teacher_path);
     teacher->eval();
     fmt::print("teacher: SmallCNN (width {}) from {}\n", s.teacher_width, s.teacher_path);
 

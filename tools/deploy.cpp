@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(out);
 
     ardent::models::SmallCNN student(ardent::models::SmallCNNOptions(10).width(s.width));
-    ardent::load_module(student, s.student_path);
+    ardent::io::load_module(student, s.student_path);
     student->eval();
     const auto train = tools::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Train), s.calibration);
     const auto test = tools::take(ardent::data::MNIST(s.data_dir, ardent::data::MNIST::Split::Test), s.limit);
@@ -207,7 +207,7 @@ int main(int argc, char** argv) {
     std::optional<ardent::EvalReport> qat_report;
     if (!s.qat_teacher.empty()) {
       ardent::models::SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(s.qat_teacher_width));
-      ardent::load_module(teacher, s.qat_teacher);
+      ardent::io::load_module(teacher, s.qat_teacher);
       teacher->eval();
       torch::manual_seed(s.seed);
       ardent::models::SmallCNN fresh(ardent::models::SmallCNNOptions(10).width(s.width));
@@ -258,7 +258,7 @@ int main(int argc, char** argv) {
 
     fmt::print("\n| file | KiB |\n| --- | --- |\n");
     for (const auto& [name, kib] : report["size_kib"].items()) fmt::print("| {} | {:.1f} |\n", name, kib.get<double>());
-    const auto alone = [](const ardent::AttackResult& a) {
+    const auto alone = [](const ardent::eval::AttackResult& a) {
       return 100 * a.robust_accuracy.value_or(a.worst_case_accuracy);
     };
     const auto qat_cell = [&](double value) { return qat_report ? fmt::format(" {:.2f}% |", value) : std::string(); };

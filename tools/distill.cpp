@@ -70,7 +70,7 @@ void run(Trainer& trainer, ardent::models::SmallCNN& student,
   loop.parallel = &parallel;
   const auto history = ardent::train::train_loop(trainer, batches, optimizer, std::move(modules), loop, guard);
   if (!tools::main_rank()) return;
-  ardent::save_module(student, dir / "student.pt");  // atomically, as every file the run writes
+  ardent::io::save_module(student, dir / "student.pt");  // atomically, as every file the run writes
   const nlohmann::json report{{"program", "distill"},
                               {"recipe", s.recipe},
                               {"teacher", s.teacher_path},
@@ -253,9 +253,9 @@ int main(int argc, char** argv) {
     } else {
       ardent::models::SmallCNN teacher(ardent::models::SmallCNNOptions(10).width(s.teacher_width));
       if (s.teacher_format == "ardent") {
-        ardent::load_module(teacher, s.teacher_path);  // torch::load, with every shape checked
+        ardent::io::load_module(teacher, s.teacher_path);  // torch::load, with every shape checked
       } else {
-        ardent::load_state_dict(teacher, s.teacher_path);
+        ardent::io::load_state_dict(teacher, s.teacher_path);
       }
       distill(teacher, student, train, test, guard_set, s);
     }

@@ -88,7 +88,7 @@ int run(M& model, const torch::Tensor& x, const torch::Tensor& y, const Settings
   const auto& world = ardent::distributed::world();
   const auto report = ardent::distributed::reduce_report(
       world, ardent::evaluate(model, ardent::distributed::shard(x, world), ardent::distributed::shard(y, world), suite,
-                              ardent::EvalOptions()
+                              ardent::eval::EvalOptions()
                                   .batch_size(s.batch_size)
                                   .individual(!s.protocol_only)
                                   .progress_every(world.is_main() ? s.progress_every : 0)
@@ -101,7 +101,8 @@ int run(M& model, const torch::Tensor& x, const torch::Tensor& y, const Settings
   }
   if (!s.robustbench_path.empty()) {
     report.write_robustbench_json(
-        s.robustbench_path, ardent::RobustBenchMetadata().name(s.name).architecture(s.architecture).dataset(s.dataset));
+        s.robustbench_path,
+        ardent::eval::RobustBenchMetadata().name(s.name).architecture(s.architecture).dataset(s.dataset));
     fmt::print("RobustBench entry written to {}\n", s.robustbench_path);
   }
   return 0;
@@ -172,7 +173,7 @@ int main(int argc, char** argv) {
     if (!*model_opt && !*checkpoint_opt) throw CLI::RequiredError("--model or --checkpoint");
     tools::quiet_unless_main();
     torch::set_num_threads(s.threads);
-    ardent::keep_freed_memory();  // the program's opt-in (ardent/core/memory.hpp)
+    ardent::runtime::keep_freed_memory();  // the program's opt-in (ardent/runtime/memory.hpp)
     torch::manual_seed(s.seed);
     fmt::print("ardent evaluate: LibTorch {}, {} threads\n", TORCH_VERSION, torch::get_num_threads());
 
@@ -202,7 +203,7 @@ int main(int argc, char** argv) {
       return run(model, x, y, s);
     }
     ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(s.width));
-    ardent::load_module(model, s.checkpoint_path);
+    ardent::io::load_module(model, s.checkpoint_path);
     model->eval();
     fmt::print("model: SmallCNN (width {}) from {}\n", s.width, s.checkpoint_path);
     return run(model, x, y, s);

@@ -145,10 +145,10 @@ void train_and_save(Trainer& trainer, M& model, const std::string& name, const t
     evaluation = ardent::distributed::reduce_report(
         world, ardent::evaluate(model, ardent::distributed::shard(test.images, world),
                                 ardent::distributed::shard(test.labels, world),
-                                ardent::eval::study_suite(s.epsilon, 20), ardent::EvalOptions().batch_size(100)));
+                                ardent::eval::study_suite(s.epsilon, 20), ardent::eval::EvalOptions().batch_size(100)));
   }
   if (!tools::main_rank()) return;
-  ardent::save_module(model, dir / (name + ".pt"));
+  ardent::io::save_module(model, dir / (name + ".pt"));
   const nlohmann::json report{{"program", "resnet18_to_mobilenetv2"},
                               {"dataset", s.dataset},
                               {"recipe", s.recipe},
@@ -299,9 +299,9 @@ int main(int argc, char** argv) {
       if (s.teacher_path.empty()) {
         fmt::print("no --teacher: using a randomly initialised ResNet18 (pipeline check only)\n");
       } else if (s.teacher_format == "ardent") {
-        ardent::load_module(teacher, s.teacher_path);
+        ardent::io::load_module(teacher, s.teacher_path);
       } else {
-        ardent::load_state_dict(teacher, s.teacher_path);
+        ardent::io::load_state_dict(teacher, s.teacher_path);
       }
       distill(teacher, train, test, s);
     }

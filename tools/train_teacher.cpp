@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
     });
     if (!tools::main_rank()) return 0;
 
-    ardent::save_module(model, dir / "teacher.pt");
+    ardent::io::save_module(model, dir / "teacher.pt");
     nlohmann::json report{{"program", "train_teacher"},
                           {"method", method},
                           {"width", width},

@@ -39,7 +39,7 @@ void instantiate(A attack) {
   const auto kl = ardent::losses::KL(ardent::losses::KLOptions().temperature(4.0));
   train(ardent::Distiller(Model(), Model(), attack, kl, ardent::targets::Logits{}, ardent::recipes::ard(0.9)));
   train(ardent::Distiller(Model(), Model(), attack, kl, ardent::targets::Logits{}, ardent::recipes::kd()));
-  if constexpr (ardent::AttackObjectiveFor<ardent::attack_objectives::KLToCleanTeacher, A, Model, Model>) {
+  if constexpr (ardent::AdversaryFor<ardent::adversaries::KLToCleanTeacher, A, Model, Model>) {
     train(ardent::Distiller(Model(), Model(), attack, kl, ardent::targets::Logits{}, ardent::recipes::rslad()));
     train(ardent::Distiller(Model(), Model(), attack, kl, ardent::targets::Logits{}, ardent::recipes::adaad()));
   }

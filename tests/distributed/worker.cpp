@@ -200,7 +200,7 @@ void eval(const Args& a) {
   std::vector<ardent::eval::NamedAttack<ardent::models::SmallCNN>> attacks;
   attacks.emplace_back("fgsm", fgsm);
   attacks.emplace_back("pgd", pgd);
-  auto report = ardent::evaluate(model, x, y, attacks, ardent::EvalOptions().batch_size(5));
+  auto report = ardent::evaluate(model, x, y, attacks, ardent::eval::EvalOptions().batch_size(5));
   report = ardent::distributed::reduce_report(world, report);
   if (world.is_main()) report.write_json(std::filesystem::path(a.out) / "report.json");
 }

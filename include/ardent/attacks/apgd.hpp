@@ -17,7 +17,7 @@
 // as the first adversarial point found or, failing that, the point of highest loss.
 
 #include "ardent/attacks/detail/gradient.hpp"
-#include "ardent/core/targeted_dlr.hpp"
+#include "ardent/objectives/targeted_dlr.hpp"
 
 #include <algorithm>
 #include <vector>

@@ -30,22 +30,28 @@
 //   project, random_start, ascent_direction   the threat model's geometry (Linf and L2)
 //   cw_margin, is_adversarial, class_logit, max_other_logit
 //                      the Carlini-Wagner margin z_y - max_{i != y} z_i (and its targeted form) and
-//                      whether a goal is reached (ardent/core/margin.hpp, in namespace ardent, so
-//                      that core's objectives share the one definition)
+//                      whether a goal is reached (defined in ardent/objectives/margin.hpp, so that
+//                      the objectives share the one definition; the kit brings them into
+//                      ardent::attacks)
 
 #include "ardent/core/attack.hpp"
 #include "ardent/core/check.hpp"
-#include "ardent/core/margin.hpp"
-#include "ardent/core/memory.hpp"
 #include "ardent/core/mode_guard.hpp"
 #include "ardent/core/model.hpp"
-#include "ardent/core/objectives.hpp"
-#include "ardent/core/speedups.hpp"
+#include "ardent/objectives/builtins.hpp"
+#include "ardent/objectives/margin.hpp"
+#include "ardent/runtime/memory.hpp"
+#include "ardent/runtime/speedups.hpp"
 
 #include <cmath>
 #include <string_view>
 
 namespace ardent::attacks {
+
+using objectives::class_logit;
+using objectives::cw_margin;
+using objectives::is_adversarial;
+using objectives::max_other_logit;
 
 /// Excludes a model's parameters from autograd for a scope: the attack needs the gradient with
 /// respect to the input only, and without this, backward also computes every weight gradient
@@ -55,7 +61,7 @@ class FrozenParameters {
  public:
   template <Model M>
   explicit FrozenParameters(M& model) {
-    if (!speedups().freeze_parameters) return;
+    if (!runtime::speedups().freeze_parameters) return;
     for (auto& p : parameters(model)) {
       if (p.requires_grad()) {
         p.requires_grad_(false);
@@ -84,7 +90,7 @@ class AttackScope {
   explicit AttackScope(M& model, bool eval_mode = true) : mode_(model, eval_mode), frozen_(model) {}
 
  private:
-  MemoryReuseScope reuse_;  // first in, last out: the attack's last temporaries are freed inside it
+  runtime::MemoryReuseScope reuse_;  // first in, last out: the attack's last temporaries are freed inside it
   c10::InferenceMode inference_off_{false};
   torch::AutoGradMode grad_on_{true};
   ModeGuard mode_;
@@ -142,7 +148,7 @@ inline torch::Tensor attack_copy(const torch::Tensor& x) { return x.detach().clo
 /// (x.contiguous(ChannelsLast) would leave a one-channel batch in NCHW strides, which every layer
 /// after it would then keep.)
 inline torch::Tensor model_layout(const torch::Tensor& x) {
-  if (!speedups().channels_last || x.dim() != 4) return x;
+  if (!runtime::speedups().channels_last || x.dim() != 4) return x;
   return torch::empty(x.sizes(), x.options(), at::MemoryFormat::ChannelsLast).copy_(x);
 }
 

@@ -6,7 +6,7 @@
 // than cold, e.g. 2 or 3), FGSM, NFGSM.
 //
 // The trainer tells it which examples a batch holds: Distiller::step and AdversarialTrainer::step
-// take the batch's indices (ardent::fit and train::train_loop pass those of data::ShuffledBatches),
+// take the batch's indices (ardent::train::fit and train::train_loop pass those of data::ShuffledBatches),
 // and call for_examples(indices) before the attack. A perturb without them is refused.
 
 #include "ardent/attacks/perturbation_memory.hpp"
@@ -42,7 +42,7 @@ class WarmStart {
   torch::Tensor perturb(M& model, const torch::Tensor& x, const G& goal) const {
     TORCH_CHECK(indices_.defined(),
                 "ardent::attacks::WarmStart: perturb was called without the batch's example indices; train "
-                "with ardent::fit or train::train_loop over data::ShuffledBatches, or pass the indices to "
+                "with ardent::train::fit or train::train_loop over data::ShuffledBatches, or pass the indices to "
                 "step(x, labels, optimizer, indices)");
     const auto indices = std::move(indices_);
     indices_ = torch::Tensor();

@@ -10,7 +10,7 @@
 // place of the labels.
 
 #include "ardent/core/model.hpp"
-#include "ardent/core/objectives.hpp"
+#include "ardent/core/objective.hpp"
 
 #include <concepts>
 #include <cstdint>
@@ -18,6 +18,11 @@
 #include <utility>
 
 namespace ardent {
+
+/// Marks labels as targets: `attack.perturb(model, x, ardent::Targeted{targets})`.
+struct Targeted {
+  torch::Tensor targets;
+};
 
 /// The norm whose ball bounds the perturbation.
 enum class Norm { Linf, L2 };

@@ -1,5 +1,5 @@
 #pragma once
-// One batch from a data loader as (inputs, labels, indices): ardent::fit and ardent::evaluate take
+// One batch from a data loader as (inputs, labels, indices): ardent::train::fit and ardent::evaluate take
 // loaders that yield ardent::Batch (data::ShuffledBatches does), torch::data::Example<> (stacked),
 // std::vector<Example<>> (torch's default collation, stacked here) or std::pair<Tensor, Tensor>.
 

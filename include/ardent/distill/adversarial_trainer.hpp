@@ -4,16 +4,17 @@
 //   AdversarialTrainer<Model, Attack, Method> trainer(model, attack, method);
 //   StepResult r = trainer.step(x, y, optimizer);
 //
-// The method is a policy type (ardent/distill/training_methods.hpp: Madry, the default, and
+// The method is a policy type (ardent/distill/training_methods/: Madry, the default, and
 // TRADES), so MadryTrainer<M> and TradesTrainer<M> are distinct types and a method the attack
 // cannot serve (TRADES with a labels-only attack such as CW) fails to compile. The attack runs
 // with the model in eval mode, the loss in train mode.
 
 #include "ardent/core/attack.hpp"
 #include "ardent/core/mode_guard.hpp"
-#include "ardent/distill/fit.hpp"
 #include "ardent/distill/options.hpp"
-#include "ardent/distill/training_methods.hpp"
+#include "ardent/distill/training_method.hpp"
+#include "ardent/distill/training_methods/madry.hpp"
+#include "ardent/train/fit.hpp"
 
 namespace ardent {
 
@@ -35,7 +36,7 @@ class AdversarialTrainer {
       : model_(std::move(model)), attack_(std::move(attack)), method_(std::move(method)) {}
 
   /// The step for a batch whose examples have the data-set indices `indices` (int64 [B]): an attack
-  /// that keeps per-example state (attacks::WarmStart) is told them first. ardent::fit calls this
+  /// that keeps per-example state (attacks::WarmStart) is told them first. train::fit calls this
   /// overload with the indices data::ShuffledBatches gives.
   StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer,
                   const torch::Tensor& indices) {
@@ -74,8 +75,9 @@ class AdversarialTrainer {
   }
 
   template <typename Loader, typename EpochCount, typename... Callbacks>
-  FitSummary fit(Loader& loader, torch::optim::Optimizer& optimizer, EpochCount epochs, Callbacks&&... callbacks) {
-    return ardent::fit(*this, loader, optimizer, epochs, std::forward<Callbacks>(callbacks)...);
+  train::FitSummary fit(Loader& loader, torch::optim::Optimizer& optimizer, EpochCount epochs,
+                        Callbacks&&... callbacks) {
+    return train::fit(*this, loader, optimizer, epochs, std::forward<Callbacks>(callbacks)...);
   }
 
   std::vector<torch::Tensor> parameters() { return ardent::parameters(model_); }

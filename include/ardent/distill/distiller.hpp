@@ -1,12 +1,12 @@
 #pragma once
 // ardent::Distiller: one generic adversarially robust distillation step, composed of policies.
 //
-//   Distiller<Teacher, Student, Attack, DistillLoss, SoftTarget, AttackObjective>
+//   Distiller<Teacher, Student, Attack, DistillLoss, SoftTarget, Adversary>
 //       d(teacher, student, attack, loss, target, recipe);
 //   StepResult r = d.step(x, y, optimizer);
 //
 // Every policy after the models has ARD's default (attacks::PGD, losses::KL, targets::Logits,
-// attack_objectives::StudentCrossEntropy), as ensmallen's SGD<UpdatePolicy = VanillaUpdate>, and
+// adversaries::StudentCrossEntropy), as ensmallen's SGD<UpdatePolicy = VanillaUpdate>, and
 // `Distiller<Teacher, Student> d(teacher, student)` is ARD with the paper's settings: PGD-10 of
 // 2/255 within 8/255 against the labels (CIFAR-10's budget), KL at T = 30, alpha 1 (the same as
 // make_ard); `Distiller<Teacher, Student> d(teacher, student, attacks::PGDOptions(0.1))` is the
@@ -20,14 +20,15 @@
 #include "ardent/attacks/pgd.hpp"
 #include "ardent/core/attack.hpp"
 #include "ardent/core/check.hpp"
+#include "ardent/core/distill_loss.hpp"
 #include "ardent/core/mode_guard.hpp"
-#include "ardent/distill/attack_objectives.hpp"
-#include "ardent/distill/fit.hpp"
+#include "ardent/core/soft_target.hpp"
+#include "ardent/distill/adversaries/student_cross_entropy.hpp"
+#include "ardent/distill/adversary.hpp"
 #include "ardent/distill/options.hpp"
-#include "ardent/losses/distill_loss.hpp"
 #include "ardent/losses/kl.hpp"
 #include "ardent/targets/logits.hpp"
-#include "ardent/targets/soft_target.hpp"
+#include "ardent/train/fit.hpp"
 
 #include <cmath>
 
@@ -54,7 +55,7 @@ inline constexpr bool always_false = false;
 }  // namespace detail
 
 template <Model Teacher, Model Student, typename AttackPolicy = attacks::PGD, typename LossPolicy = losses::KL,
-          typename TargetPolicy = targets::Logits, typename ObjectivePolicy = attack_objectives::StudentCrossEntropy>
+          typename TargetPolicy = targets::Logits, typename AdversaryPolicy = adversaries::StudentCrossEntropy>
 class Distiller {
   static_assert(Attack<AttackPolicy, Student>,
                 "ardent::Distiller: the attack policy is not an ardent::Attack for this student: it needs a member "
@@ -69,43 +70,42 @@ class Distiller {
   static_assert(LossAccepts<LossPolicy, typename TargetPolicy::View>,
                 "ardent::Distiller: the loss has no call operator for the views of this soft target. KL and CE "
                 "compare class distributions and cannot be used with targets::Features: use ardent::losses::MSE");
-  static_assert(AttackObjectiveFor<ObjectivePolicy, AttackPolicy, Teacher, Student>,
-                "ardent::Distiller: the attack cannot maximise the recipe's attack objective: KLToCleanTeacher "
+  static_assert(AdversaryFor<AdversaryPolicy, AttackPolicy, Teacher, Student>,
+                "ardent::Distiller: the attack cannot serve the recipe's adversary: KLToCleanTeacher "
                 "(recipes::rslad) and KLToAdversarialTeacher (recipes::adaad) need an attack with a member "
                 "perturb(model, x, objective) (PGD, APGD, FGSM, BIM, MIFGSM), not one that takes labels only "
-                "(CW, CWLinf); a user's objective policy needs a member perturb(attack, teacher, student, "
+                "(CW, CWLinf); a user's adversary needs a member perturb(attack, teacher, student, "
                 "inputs) returning torch::Tensor (see docs/distiller.md)");
 
  public:
   using View = typename TargetPolicy::View;
-  using Objective = ObjectivePolicy;
+  using Adversary = AdversaryPolicy;
 
   /// ARD with the paper's settings: PGD-10 of 2/255 within 8/255 against the labels, KL at T = 30,
   /// alpha 1 (for the default policies only; make_ard builds the same).
   Distiller(Teacher teacher, Student student) requires std::same_as<AttackPolicy, attacks::PGD> &&
       std::same_as<LossPolicy, losses::KL> && std::same_as<TargetPolicy, targets::Logits> &&
-      std::same_as<ObjectivePolicy, attack_objectives::StudentCrossEntropy>
+      std::same_as<AdversaryPolicy, adversaries::StudentCrossEntropy>
       : Distiller(std::move(teacher), std::move(student), attacks::PGD(paper_pgd()),
-                  losses::KL(losses::KLOptions().temperature(30.0)), targets::Logits{}, Recipe<ObjectivePolicy>()) {}
+                  losses::KL(losses::KLOptions().temperature(30.0)), targets::Logits{}, Recipe<AdversaryPolicy>()) {}
 
   /// ARD with the paper's loss (KL at T = 30, alpha 1) and the attack budget `attack` (PGD against
   /// the labels): `Distiller<T, S> d(teacher, student, attacks::PGDOptions(0.1).step_size(0.025))`.
   /// The budget belongs to the data set and the teacher: use the one the teacher was trained at.
-  Distiller(Teacher teacher, Student student,
-            attacks::PGDOptions attack) requires std::same_as<AttackPolicy, attacks::PGD> &&
-      std::same_as<LossPolicy, losses::KL> && std::same_as<TargetPolicy, targets::Logits> &&
-      std::same_as<ObjectivePolicy, attack_objectives::StudentCrossEntropy>
+  Distiller(Teacher teacher, Student student, attacks::PGDOptions attack) requires
+      std::same_as<AttackPolicy, attacks::PGD> && std::same_as<LossPolicy, losses::KL> &&
+      std::same_as<TargetPolicy, targets::Logits> && std::same_as<AdversaryPolicy, adversaries::StudentCrossEntropy>
       : Distiller(std::move(teacher), std::move(student), attacks::PGD(attack),
-                  losses::KL(losses::KLOptions().temperature(30.0)), targets::Logits{}, Recipe<ObjectivePolicy>()) {}
+                  losses::KL(losses::KLOptions().temperature(30.0)), targets::Logits{}, Recipe<AdversaryPolicy>()) {}
 
-  /// The recipe's attack objective is the Distiller's (a recipe written for another one does not
+  /// The recipe's adversary is the Distiller's (a recipe written for another one does not
   /// compile; with class template argument deduction the recipe sets it).
   Distiller(Teacher teacher, Student student, AttackPolicy attack, LossPolicy loss, TargetPolicy target,
-            Recipe<ObjectivePolicy> recipe = {})
+            Recipe<AdversaryPolicy> recipe = {})
       : Distiller(std::move(teacher), std::move(student), std::move(attack), std::move(loss), std::move(target),
                   static_cast<const DistillerOptions&>(recipe)) {}
 
-  /// Plain options: the attack maximises ObjectivePolicy (ARD's, by default).
+  /// Plain options: x' is made by AdversaryPolicy (ARD's, by default).
   Distiller(Teacher teacher, Student student, AttackPolicy attack, LossPolicy loss, TargetPolicy target,
             const DistillerOptions& options)
       : teacher_(std::move(teacher)),
@@ -126,20 +126,20 @@ class Distiller {
     if constexpr (detail::HasBind<TargetPolicy, Teacher, Student>) target_.bind(teacher_, student_);
   }
 
-  /// A recipe written for another attack objective: refused at compile time.
+  /// A recipe written for another adversary: refused at compile time.
   template <typename Other>
-  requires(!std::same_as<Other, ObjectivePolicy>)
+  requires(!std::same_as<Other, AdversaryPolicy>)
       Distiller(Teacher, Student, AttackPolicy, LossPolicy, TargetPolicy, const Recipe<Other>&) {
     static_assert(detail::always_false<Other>,
-                  "ardent::Distiller: the recipe was written for another attack objective than the Distiller's "
-                  "last template parameter: name the recipe's objective there (e.g. Distiller<T, S, attacks::PGD, "
-                  "losses::KL, targets::Logits, attack_objectives::KLToCleanTeacher> for recipes::rslad()), use "
+                  "ardent::Distiller: the recipe was written for another adversary than the Distiller's "
+                  "last template parameter: name the recipe's adversary there (e.g. Distiller<T, S, attacks::PGD, "
+                  "losses::KL, targets::Logits, adversaries::KLToCleanTeacher> for recipes::rslad()), use "
                   "the aliases RSLAD<T, S> and AdaAD<T, S>, or let class template argument deduction take it");
   }
 
   /// One training step on the batch (x, y); returns the loss and its terms.
   /// The step for a batch whose examples have the data-set indices `indices` (int64 [B]): an attack
-  /// that keeps per-example state (attacks::WarmStart) is told them first. ardent::fit calls this
+  /// that keeps per-example state (attacks::WarmStart) is told them first. train::fit calls this
   /// overload with the indices data::ShuffledBatches gives.
   StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer,
                   const torch::Tensor& indices) {
@@ -175,7 +175,7 @@ class Distiller {
     View teacher_clean;
     {
       torch::NoGradGuard no_grad;
-      const bool need_logits = adversarial && uses_clean_teacher_logits<ObjectivePolicy>;
+      const bool need_logits = adversarial && uses_clean_teacher_logits<AdversaryPolicy>;
       if constexpr (detail::HasViewFromLogits<TargetPolicy>) {
         if (need_logits || clean_view_of_teacher) teacher_logits = forward(teacher_, x);
         if (clean_view_of_teacher) teacher_clean = target_.view_from_logits(teacher_logits);
@@ -244,10 +244,11 @@ class Distiller {
     return result;
   }
 
-  /// Trains for `epochs` over `loader` (see ardent/distill/fit.hpp for loaders and callbacks).
+  /// Trains for `epochs` over `loader` (see ardent/train/fit.hpp for loaders and callbacks).
   template <typename Loader, typename EpochCount, typename... Callbacks>
-  FitSummary fit(Loader& loader, torch::optim::Optimizer& optimizer, EpochCount epochs, Callbacks&&... callbacks) {
-    return ardent::fit(*this, loader, optimizer, epochs, std::forward<Callbacks>(callbacks)...);
+  train::FitSummary fit(Loader& loader, torch::optim::Optimizer& optimizer, EpochCount epochs,
+                        Callbacks&&... callbacks) {
+    return train::fit(*this, loader, optimizer, epochs, std::forward<Callbacks>(callbacks)...);
   }
 
   /// What the optimizer trains: the student's parameters and the soft target's (connectors).
@@ -295,11 +296,11 @@ class Distiller {
     }
   }
 
-  /// x' from the attack, maximising the attack objective, with the student in the recipe's mode.
+  /// x' from the attack, as the adversary directs it, with the student in the recipe's mode.
   torch::Tensor make_adversarial(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& teacher_logits) {
     const ModeGuard student_mode(student_, /*eval=*/options_.attack_mode() == AttackMode::Eval);
     if (options_.attack_mode() == AttackMode::Train) train_module(student_, true);
-    return objective_.perturb(attack_, teacher_, student_, AttackInputs{x, y, teacher_logits});
+    return adversary_.perturb(attack_, teacher_, student_, AdversaryInputs{x, y, teacher_logits});
   }
 
   /// The class count, checked once to agree between teacher and student, from one forward pass of
@@ -354,14 +355,14 @@ class Distiller {
   LossPolicy loss_;
   TargetPolicy target_;
   DistillerOptions options_;
-  ObjectivePolicy objective_{};
+  AdversaryPolicy adversary_{};
   int64_t num_classes_ = 0;
 };
 
-/// The recipe's attack objective becomes the Distiller's (class template argument deduction).
+/// The recipe's adversary becomes the Distiller's (class template argument deduction).
 template <Model Teacher, Model Student, typename AttackPolicy, typename LossPolicy, typename TargetPolicy,
-          typename ObjectivePolicy>
-Distiller(Teacher, Student, AttackPolicy, LossPolicy, TargetPolicy, Recipe<ObjectivePolicy>)
-    -> Distiller<Teacher, Student, AttackPolicy, LossPolicy, TargetPolicy, ObjectivePolicy>;
+          typename AdversaryPolicy>
+Distiller(Teacher, Student, AttackPolicy, LossPolicy, TargetPolicy, Recipe<AdversaryPolicy>)
+    -> Distiller<Teacher, Student, AttackPolicy, LossPolicy, TargetPolicy, AdversaryPolicy>;
 
 }  // namespace ardent

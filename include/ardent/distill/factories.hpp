@@ -7,7 +7,8 @@
 #include "ardent/attacks/pgd.hpp"
 #include "ardent/distill/adversarial_trainer.hpp"
 #include "ardent/distill/distiller.hpp"
-#include "ardent/distill/recipes.hpp"
+#include "ardent/distill/recipes/adversarial_trainer.hpp"
+#include "ardent/distill/recipes/distiller.hpp"
 #include "ardent/losses/kl.hpp"
 #include "ardent/targets/logits.hpp"
 
@@ -16,11 +17,10 @@ namespace ardent {
 template <Model Teacher, Model Student>
 using ARD = Distiller<Teacher, Student>;
 template <Model Teacher, Model Student>
-using RSLAD =
-    Distiller<Teacher, Student, attacks::PGD, losses::KL, targets::Logits, attack_objectives::KLToCleanTeacher>;
+using RSLAD = Distiller<Teacher, Student, attacks::PGD, losses::KL, targets::Logits, adversaries::KLToCleanTeacher>;
 template <Model Teacher, Model Student>
 using AdaAD =
-    Distiller<Teacher, Student, attacks::PGD, losses::KL, targets::Logits, attack_objectives::KLToAdversarialTeacher>;
+    Distiller<Teacher, Student, attacks::PGD, losses::KL, targets::Logits, adversaries::KLToAdversarialTeacher>;
 template <Model Teacher, Model Student>
 using KD = Distiller<Teacher, Student, attacks::None, losses::KL, targets::Logits>;
 template <Model M>

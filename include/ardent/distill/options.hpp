@@ -4,14 +4,13 @@
 //
 //   adversarial_weight * L(S(x'), T(x_t))  +  clean_weight * L(S(x), T(x))  +  ce_weight * CE(S(x), y)
 //
-// where x_t is x or x' (teacher_input), and x' maximises the Distiller's attack objective (a policy
-// type, ardent/distill/attack_objectives.hpp). Terms of weight 0 are not computed, and no attack
-// runs when adversarial_weight is 0. A recipe (ardent/distill/recipes.hpp) is a Recipe<Objective>:
-// these options together with the attack objective they were written for.
+// where x_t is x or x' (teacher_input), and x' is made by the Distiller's adversary (a policy type,
+// ardent/distill/adversary.hpp). Terms of weight 0 are not computed, and no attack runs when
+// adversarial_weight is 0. A recipe (ardent/distill/recipes/distiller.hpp) is a Recipe<Adversary>:
+// these options together with the adversary they were written for.
 
 #include "ardent/core/check.hpp"
-
-#include <optional>
+#include "ardent/train/fit.hpp"
 
 namespace ardent {
 
@@ -30,13 +29,13 @@ struct DistillerOptions {
   TORCH_ARG(AttackMode, attack_mode) = AttackMode::Eval;
 };
 
-/// Options together with the attack objective they belong to: what the recipes return. It is a
+/// Options together with the adversary they belong to: what the recipes return. It is a
 /// DistillerOptions, and its setters keep the type, so `recipes::rslad().clean_weight(0.2)` is
-/// still RSLAD's objective; a Distiller built from it takes that objective as its type (CTAD), and
-/// one whose objective differs refuses it at compile time.
-template <typename AttackObjective>
+/// still RSLAD's adversary; a Distiller built from it takes that adversary as its type (CTAD), and
+/// one whose adversary differs refuses it at compile time.
+template <typename AdversaryPolicy>
 struct Recipe : DistillerOptions {
-  using Objective = AttackObjective;
+  using Adversary = AdversaryPolicy;
   Recipe() = default;
   explicit Recipe(const DistillerOptions& options) : DistillerOptions(options) {}
 
@@ -68,13 +67,7 @@ inline void check_options(const DistillerOptions& o) {
   }
 }
 
-/// The loss of one step and its terms (each already multiplied by its weight; empty when not computed).
-struct StepResult {
-  double loss = 0;
-  std::optional<double> adversarial_distill;
-  std::optional<double> clean_distill;
-  std::optional<double> cross_entropy;
-  int64_t batch_size = 0;
-};
+/// What step() returns; defined with the loop that consumes it (ardent/train/fit.hpp).
+using train::StepResult;
 
 }  // namespace ardent

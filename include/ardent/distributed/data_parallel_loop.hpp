@@ -42,7 +42,7 @@ class DataParallelLoop final : public train::Parallelism {
 
   void check_same(int64_t value, std::string_view what) const override { distributed::check_same(group_, value, what); }
 
-  EpochSummary over_ranks(EpochSummary mine) const override {
+  train::EpochSummary over_ranks(train::EpochSummary mine) const override {
     mine.mean_loss = mean_over_ranks(group_, mine.mean_loss, mine.samples);
     mine.samples = sum_counts(group_, {mine.samples})[0];
     return mine;

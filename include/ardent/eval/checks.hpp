@@ -16,9 +16,9 @@
 // type (ardent::AttackCapabilities, core/attack.hpp), never from its report's JSON.
 
 #include "ardent/core/attack.hpp"
-#include "ardent/core/margin.hpp"
 #include "ardent/core/model.hpp"
 #include "ardent/eval/report.hpp"
+#include "ardent/objectives/margin.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -111,7 +111,7 @@ std::optional<EvalWarning> zero_gradients(M& model, const torch::Tensor& x, cons
   torch::AutoGradMode grad_on(true);
   auto input = x.detach().clone().requires_grad_(true);
   const auto logits = forward(model, input);
-  const auto margin = cw_margin(logits, y);
+  const auto margin = objectives::cw_margin(logits, y);
   int64_t zero = x.size(0);
   if (margin.requires_grad()) {
     const auto gradient = torch::autograd::grad({margin.sum()}, {input}, /*grad_outputs=*/{}, /*retain_graph=*/false,

@@ -37,7 +37,7 @@
 #include <ranges>
 #include <type_traits>
 
-namespace ardent {
+namespace ardent::eval {
 
 /// Where a long evaluation stands, passed to EvalOptions::on_progress.
 struct EvalProgress {
@@ -71,8 +71,6 @@ struct EvalOptions {
   /// Run the protocol's sanity checks (EvalReport::warnings).
   TORCH_ARG(bool, checks) = true;
 };
-
-namespace eval {
 
 namespace detail {
 
@@ -315,18 +313,16 @@ std::vector<NamedAttack<M>> bind(const Attacks& attacks) {
 template <typename T, typename M>
 concept AttackListFor = std::ranges::range<T> && std::constructible_from<NamedAttack<M>, std::ranges::range_value_t<T>>;
 
-}  // namespace eval
-
 /// Evaluates `model` on the tensors (x, y) in batches of options.batch_size(). x and y are checked
 /// once, here: dtype, shape, values inside every attack's box, labels inside the model's classes.
 template <Model M, typename Attacks>
-requires eval::AttackListFor<Attacks, M> EvalReport evaluate(M& model, const torch::Tensor& x, const torch::Tensor& y,
-                                                             const Attacks& attacks, const EvalOptions& options = {}) {
-  eval::detail::check_options(options);
-  const auto bound = eval::detail::bind<M>(attacks);
+requires AttackListFor<Attacks, M> EvalReport evaluate(M& model, const torch::Tensor& x, const torch::Tensor& y,
+                                                       const Attacks& attacks, const EvalOptions& options = {}) {
+  detail::check_options(options);
+  const auto bound = detail::bind<M>(attacks);
   ModeGuard mode(model, /*eval=*/true);
-  eval::detail::Evaluation<M> evaluation(model, bound, options, x.defined() && x.dim() > 0 ? x.size(0) : 0);
-  eval::detail::check_batch(model, x, y, evaluation.capabilities());
+  detail::Evaluation<M> evaluation(model, bound, options, x.defined() && x.dim() > 0 ? x.size(0) : 0);
+  detail::check_batch(model, x, y, evaluation.capabilities());
   for (int64_t first = 0; first < x.size(0); first += options.batch_size()) {
     evaluation.add(x.slice(0, first, first + options.batch_size()), y.slice(0, first, first + options.batch_size()),
                    /*checked=*/true);
@@ -334,26 +330,25 @@ requires eval::AttackListFor<Attacks, M> EvalReport evaluate(M& model, const tor
   return evaluation.report();
 }
 
-/// A braced list: `evaluate(model, x, y, {eval::pgd(0.1), eval::apgd_t(0.1)})`.
+/// A braced list: `evaluate(model, x, y, {pgd(0.1), apgd_t(0.1)})`.
 template <Model M>
 EvalReport evaluate(M& model, const torch::Tensor& x, const torch::Tensor& y,
-                    std::initializer_list<eval::NamedAttack<std::type_identity_t<M>>> attacks,
+                    std::initializer_list<NamedAttack<std::type_identity_t<M>>> attacks,
                     const EvalOptions& options = {}) {
-  return evaluate(model, x, y, std::vector<eval::NamedAttack<M>>(attacks), options);
+  return evaluate(model, x, y, std::vector<NamedAttack<M>>(attacks), options);
 }
 
 /// Evaluates `model` on every batch of a data loader (`*torch::data::make_data_loader(...)`, or any
 /// range of torch::data::Example<> or of vectors of them). Each batch is checked as it comes.
 template <Model M, typename Loader, typename Attacks>
-requires eval::AttackListFor<Attacks, M> &&
-    (!std::same_as<std::remove_cvref_t<Loader>, torch::Tensor>)&&requires(Loader& l) {
+requires AttackListFor<Attacks, M> &&(!std::same_as<std::remove_cvref_t<Loader>, torch::Tensor>)&&requires(Loader& l) {
   l.begin() != l.end();
 }
 EvalReport evaluate(M& model, Loader&& loader, const Attacks& attacks, const EvalOptions& options = {}) {
-  eval::detail::check_options(options);
-  const auto bound = eval::detail::bind<M>(attacks);
+  detail::check_options(options);
+  const auto bound = detail::bind<M>(attacks);
   ModeGuard mode(model, /*eval=*/true);
-  eval::detail::Evaluation<M> evaluation(model, bound, options, -1);
+  detail::Evaluation<M> evaluation(model, bound, options, -1);
   for (auto&& batch : loader) {
     const auto b = unpack_batch(batch);
     evaluation.add(b.inputs, b.labels, /*checked=*/false);
@@ -363,9 +358,14 @@ EvalReport evaluate(M& model, Loader&& loader, const Attacks& attacks, const Eva
 
 template <Model M, typename Loader>
 requires(!std::same_as<std::remove_cvref_t<Loader>, torch::Tensor>) EvalReport
-    evaluate(M& model, Loader&& loader, std::initializer_list<eval::NamedAttack<std::type_identity_t<M>>> attacks,
+    evaluate(M& model, Loader&& loader, std::initializer_list<NamedAttack<std::type_identity_t<M>>> attacks,
              const EvalOptions& options = {}) {
-  return evaluate(model, std::forward<Loader>(loader), std::vector<eval::NamedAttack<M>>(attacks), options);
+  return evaluate(model, std::forward<Loader>(loader), std::vector<NamedAttack<M>>(attacks), options);
 }
 
+}  // namespace ardent::eval
+
+namespace ardent {
+/// The contract spells the evaluation at the top level: ardent::evaluate.
+using eval::evaluate;
 }  // namespace ardent

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-namespace ardent {
+namespace ardent::eval {
 
 struct AttackResult {
   std::string name;
@@ -202,6 +202,11 @@ struct EvalReport {
 
 inline void to_json(nlohmann::json& j, const EvalReport& report) { j = report.to_json(); }
 
+}  // namespace ardent::eval
+
+namespace ardent {
+/// The contract spells the report at the top level: ardent::EvalReport.
+using eval::EvalReport;
 }  // namespace ardent
 
 template <>

@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 namespace ardent::io {
@@ -30,6 +31,11 @@ struct ReadLimits {
   /// (a state dict needs about 12 per tensor; 2^20 values take about 200 MB).
   TORCH_ARG(uint64_t, max_pickle_values) = uint64_t{1} << 20;
 };
+
+/// How deeply lists, tuples and dicts may nest in a pickle ardent reads. A state dict nests three
+/// levels (a training checkpoint's dict, the state dict, a tensor's size tuple); 1,000 leaves room
+/// for any checkpoint's extra entries.
+inline constexpr std::size_t kMaxPickleDepth = 1000;
 
 /// The limits every ardent reader applies; a program raises them here (see above).
 inline ReadLimits& read_limits() {

@@ -34,9 +34,9 @@
 #include <utility>
 #include <vector>
 
-namespace ardent {
+namespace ardent::io {
 
-namespace io::detail {
+namespace detail {
 
 /// The tensors to copy into a module once every one of them has been read and checked.
 struct PendingLoad {
@@ -46,8 +46,8 @@ struct PendingLoad {
 
   bool ok() const { return missing.empty() && shapes.empty(); }
   std::string problems() const {
-    return fmt::format("missing entries {}; wrongly shaped entries {}", ardent::detail::join_list(missing),
-                       ardent::detail::join_list(shapes));
+    return fmt::format("missing entries {}; wrongly shaped entries {}", detail::join_list(missing),
+                       detail::join_list(shapes));
   }
   /// Copies every tensor read (cannot fail once shapes agree: dtypes convert).
   void commit() {
@@ -79,9 +79,10 @@ class ModuleArchive {
     } catch (const std::exception& e) {
       TORCH_CHECK(false, where_, " is corrupted or not an archive of torch::save: ", message_of(e));
     }
-    TORCH_CHECK(!python_state_dict, where_,
-                " holds a state dict written by Python's torch.save (or ardent::save_state_dict), not a torch::save "
-                "archive: read it with ardent::load_state_dict(model, path)");
+    TORCH_CHECK(
+        !python_state_dict, where_,
+        " holds a state dict written by Python's torch.save (or ardent::io::save_state_dict), not a torch::save "
+        "archive: read it with ardent::io::load_state_dict(model, path)");
     attributes(*root_, "the archive");  // the top is a module object
   }
 
@@ -259,7 +260,7 @@ inline std::string module_bytes(const torch::nn::Module& module) {
   return bytes;
 }
 
-}  // namespace io::detail
+}  // namespace detail
 
 /// Loads into `model` a module saved with `torch::save(model, path)` (LibTorch) or save_module,
 /// like torch::load, but without running code from the file (see above) and checked: the file's
@@ -268,7 +269,7 @@ inline std::string module_bytes(const torch::nn::Module& module) {
 /// shapes, and the model is left unchanged.
 template <typename Impl>
 void load_module(torch::nn::ModuleHolder<Impl>& model, const std::filesystem::path& path) {
-  constexpr const char* who = "ardent::load_module";
+  constexpr const char* who = "ardent::io::load_module";
   TORCH_CHECK(!model.is_empty(), who, ": argument 'model' is an empty module holder");
   const io::detail::ModuleArchive archive(io::read_file(path, who), who, path);
   io::detail::PendingLoad pending;
@@ -282,8 +283,8 @@ void load_module(torch::nn::ModuleHolder<Impl>& model, const std::filesystem::pa
 /// and a failure is an error naming the file.
 template <typename Impl>
 void save_module(const torch::nn::ModuleHolder<Impl>& model, const std::filesystem::path& path) {
-  TORCH_CHECK(!model.is_empty(), "ardent::save_module: argument 'model' is an empty module holder");
-  io::write_file_atomically(path, io::detail::module_bytes(*model), "ardent::save_module");
+  TORCH_CHECK(!model.is_empty(), "ardent::io::save_module: argument 'model' is an empty module holder");
+  io::write_file_atomically(path, io::detail::module_bytes(*model), "ardent::io::save_module");
 }
 
-}  // namespace ardent
+}  // namespace ardent::io

@@ -27,9 +27,9 @@
 #include <utility>
 #include <vector>
 
-namespace ardent {
+namespace ardent::io {
 
-namespace io::detail {
+namespace detail {
 
 inline std::string message_of(const std::exception& e) {
   const auto* c10 = dynamic_cast<const c10::Error*>(&e);
@@ -63,10 +63,11 @@ inline torch::OrderedDict<std::string, torch::Tensor> state_dict_from_bytes(std:
   } catch (const std::exception& e) {
     TORCH_CHECK(false, where, " is truncated or malformed: ", message_of(e));
   }
-  TORCH_CHECK(!module_archive, where,
-              " was written by LibTorch's torch::save (a module archive, like models/fashion_teacher.pt or an "
-              "ardent checkpoint), not by Python's torch.save of a state dict: read a module with "
-              "ardent::load_module(model, path) (or torch::load), a checkpoint with ardent::train::load_checkpoint");
+  TORCH_CHECK(
+      !module_archive, where,
+      " was written by LibTorch's torch::save (a module archive, like models/fashion_teacher.pt or an "
+      "ardent checkpoint), not by Python's torch.save of a state dict: read a module with "
+      "ardent::io::load_module(model, path) (or torch::load), a checkpoint with ardent::train::load_checkpoint");
   TORCH_CHECK(root->kind == Value::Kind::Dict, where, " holds ", with_article(root->kind),
               ", expected a state dict (a dict of tensors)");
   const Value* dict = root;
@@ -88,7 +89,7 @@ inline torch::OrderedDict<std::string, torch::Tensor> state_dict_from_bytes(std:
   return out;
 }
 
-}  // namespace io::detail
+}  // namespace detail
 
 /// Reads the state dict in a file written by Python's `torch.save` (zip format). The file may hold
 /// the state dict itself or a checkpoint dict with the state dict under "state_dict" or "model".
@@ -97,8 +98,8 @@ inline torch::OrderedDict<std::string, torch::Tensor> state_dict_from_bytes(std:
 /// is missing, empty, legacy, not a zip archive, corrupted (a record fails its CRC-32), malformed,
 /// nested deeper than io::kMaxPickleDepth, or a LibTorch torch::save archive.
 inline torch::OrderedDict<std::string, torch::Tensor> read_state_dict(const std::filesystem::path& path) {
-  const std::string where = fmt::format("ardent::read_state_dict: file '{}'", path.string());
-  const std::string bytes = io::read_file(path, "ardent::read_state_dict");
+  const std::string where = fmt::format("ardent::io::read_state_dict: file '{}'", path.string());
+  const std::string bytes = io::read_file(path, "ardent::io::read_state_dict");
   return io::detail::state_dict_from_bytes(bytes, where);
 }
 
@@ -109,7 +110,7 @@ inline void write_state_dict(const torch::OrderedDict<std::string, torch::Tensor
   c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
   for (const auto& item : tensors) dict.insert(item.key(), item.value().detach().to(torch::kCPU).contiguous());
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
-  io::write_file_atomically(path, std::string_view(bytes.data(), bytes.size()), "ardent::save_state_dict");
+  io::write_file_atomically(path, std::string_view(bytes.data(), bytes.size()), "ardent::io::save_state_dict");
 }
 
 namespace detail {
@@ -163,7 +164,7 @@ void load_into(torch::nn::Module& module, const std::filesystem::path& path, Ign
     if (!seen.count(key)) missing.push_back(key);
   }
   if (!missing.empty() || !unexpected.empty() || !shapes.empty()) {
-    TORCH_CHECK(false, fmt::format("ardent::load_state_dict: the state dict in '{}' does not match the model: "
+    TORCH_CHECK(false, fmt::format("ardent::io::load_state_dict: the state dict in '{}' does not match the model: "
                                    "missing keys {}; unexpected keys {}; wrongly shaped keys {}",
                                    path.string(), join_list(missing), join_list(unexpected), join_list(shapes)));
   }
@@ -179,10 +180,10 @@ void load_into(torch::nn::Module& module, const std::filesystem::path& path, Ign
 /// entry used when present. Every key must match in name and shape; otherwise one error lists the
 /// missing, the unexpected and the wrongly shaped keys (with both shapes), and the model is left
 /// unchanged. A file written by LibTorch's torch::save is refused with the name of the function
-/// that reads it (ardent::load_module).
+/// that reads it (ardent::io::load_module).
 template <typename Impl>
 void load_state_dict(torch::nn::ModuleHolder<Impl>& model, const std::filesystem::path& path) {
-  TORCH_CHECK(!model.is_empty(), "ardent::load_state_dict: argument 'model' is an empty module holder");
+  TORCH_CHECK(!model.is_empty(), "ardent::io::load_state_dict: argument 'model' is an empty module holder");
   const Impl& impl = *model;
   detail::load_into(*model, path, [&impl](const std::string& key) {
     if constexpr (detail::IgnoresStateDictKeys<Impl>) {
@@ -199,7 +200,7 @@ void load_state_dict(torch::nn::ModuleHolder<Impl>& model, const std::filesystem
 template <typename Impl>
 requires std::derived_from<Impl, torch::nn::Module>
 void load_state_dict(const std::shared_ptr<Impl>& model, const std::filesystem::path& path) {
-  TORCH_CHECK(model != nullptr, "ardent::load_state_dict: argument 'model' is a null pointer");
+  TORCH_CHECK(model != nullptr, "ardent::io::load_state_dict: argument 'model' is a null pointer");
   torch::nn::ModuleHolder<Impl> holder(model);
   load_state_dict(holder, path);
 }
@@ -216,8 +217,8 @@ inline torch::OrderedDict<std::string, torch::Tensor> state_dict_of(const torch:
 /// `model.load_state_dict(torch.load(path))`, and ardent with load_state_dict.
 template <typename Impl>
 void save_state_dict(const torch::nn::ModuleHolder<Impl>& model, const std::filesystem::path& path) {
-  TORCH_CHECK(!model.is_empty(), "ardent::save_state_dict: argument 'model' is an empty module holder");
+  TORCH_CHECK(!model.is_empty(), "ardent::io::save_state_dict: argument 'model' is an empty module holder");
   write_state_dict(state_dict_of(*model), path);
 }
 
-}  // namespace ardent
+}  // namespace ardent::io

@@ -7,8 +7,8 @@
 // It differs from KL by the teacher's entropy, a constant for the student, so both give the same
 // gradients; CE's value is not zero when the student matches the teacher.
 
+#include "ardent/core/distill_loss.hpp"
 #include "ardent/losses/detail.hpp"
-#include "ardent/losses/distill_loss.hpp"
 
 namespace ardent::losses {
 
@@ -35,8 +35,8 @@ class CE {
  private:
   template <typename View>
   torch::Tensor compute(const View& student, const View& teacher) const {
-    return detail::distribution_loss("ardent::losses::CE", soft_cross_entropy, student, teacher, options_.temperature(),
-                                     options_.scale_by_temperature_squared());
+    return detail::distribution_loss("ardent::losses::CE", objectives::soft_cross_entropy, student, teacher,
+                                     options_.temperature(), options_.scale_by_temperature_squared());
   }
 
   CEOptions options_;

@@ -2,8 +2,8 @@
 // Shared pieces of the distribution losses.
 
 #include "ardent/core/check.hpp"
-#include "ardent/core/divergence.hpp"
-#include "ardent/targets/soft_target.hpp"
+#include "ardent/objectives/divergence.hpp"
+#include "ardent/targets/views.hpp"
 
 namespace ardent::losses::detail {
 

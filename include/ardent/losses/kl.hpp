@@ -8,8 +8,8 @@
 // instead of B: that is what the official ARD code computes (PyTorch's nn.KLDivLoss() default,
 // reduction='mean'), kept for exact comparison with its published numbers.
 
+#include "ardent/core/distill_loss.hpp"
 #include "ardent/losses/detail.hpp"
-#include "ardent/losses/distill_loss.hpp"
 
 namespace ardent::losses {
 
@@ -41,8 +41,8 @@ class KL {
  private:
   template <typename View>
   torch::Tensor compute(const View& student, const View& teacher) const {
-    return detail::distribution_loss("ardent::losses::KL", kl_divergence, student, teacher, options_.temperature(),
-                                     options_.scale_by_temperature_squared(),
+    return detail::distribution_loss("ardent::losses::KL", objectives::kl_divergence, student, teacher,
+                                     options_.temperature(), options_.scale_by_temperature_squared(),
                                      options_.reduction() == KLReduction::ElementMean);
   }
 

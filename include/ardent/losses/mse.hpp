@@ -6,7 +6,8 @@
 //   MSE = sum_k mean((f_s,k - f_t,k)^2)
 
 #include "ardent/core/check.hpp"
-#include "ardent/losses/distill_loss.hpp"
+#include "ardent/core/distill_loss.hpp"
+#include "ardent/targets/views.hpp"
 
 namespace ardent::losses {
 

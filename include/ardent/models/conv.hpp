@@ -12,7 +12,7 @@
 // PGD steps gain less than their noise (docs/performance.md). When the weight needs a gradient
 // (training), ATen's path is used.
 
-#include "ardent/core/speedups.hpp"
+#include "ardent/runtime/speedups.hpp"
 
 #include <torch/torch.h>
 
@@ -68,8 +68,9 @@ inline torch::Tensor conv2d(const torch::nn::Conv2d& conv, const torch::Tensor& 
               "ardent::models::conv2d: argument 'conv' pads with another mode than zeros, "
               "expected zero padding when weights are given (use conv->forward)");
   const auto& o = conv->options;
-  if (speedups().depthwise_input_gradient && detail::is_stride_one_depthwise(o) && torch::GradMode::is_enabled() &&
-      x.requires_grad() && !weight.requires_grad() && !(bias.defined() && bias.requires_grad())) {
+  if (runtime::speedups().depthwise_input_gradient && detail::is_stride_one_depthwise(o) &&
+      torch::GradMode::is_enabled() && x.requires_grad() && !weight.requires_grad() &&
+      !(bias.defined() && bias.requires_grad())) {
     const auto& padding = c10::get<torch::ExpandingArray<2>>(o.padding());
     const auto dilation = o.dilation();
     if (padding->at(0) <= dilation->at(0) * (weight.size(2) - 1) &&

@@ -9,9 +9,9 @@
 // recomputed at every call, so it always reflects the current weights and statistics (a few
 // milliseconds for ResNet18's 11M parameters, against a forward of several hundred).
 
-#include "ardent/core/speedups.hpp"
 #include "ardent/models/batch_norm.hpp"
 #include "ardent/models/conv.hpp"
+#include "ardent/runtime/speedups.hpp"
 
 #include <torch/torch.h>
 
@@ -52,7 +52,7 @@ inline FoldedConv fold_batch_norm(const torch::nn::Conv2dImpl& conv, const torch
 /// Whether conv_bn folds: the switch is on, bn uses its running statistics (eval mode), and no
 /// gradient to a parameter of either is wanted (autograd off, or every parameter frozen).
 inline bool folds_batch_norm(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn) {
-  if (!speedups().fold_batch_norm || bn->is_training() || !bn->options.track_running_stats() ||
+  if (!runtime::speedups().fold_batch_norm || bn->is_training() || !bn->options.track_running_stats() ||
       !detail::has_zero_padding(conv)) {
     return false;
   }

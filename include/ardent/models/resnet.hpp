@@ -11,7 +11,7 @@
 // identity, or Conv 1x1 (stride s, no bias) + BN when the stride or the channel count changes.
 // 11,173,962 parameters at 10 classes. Parameter and buffer names are those of the Python
 // reference (conv1, bn1, layer1.0.conv1, ..., layer2.0.shortcut.0, layer2.0.shortcut.1, linear),
-// so that ardent::load_state_dict reads its checkpoints.
+// so that ardent::io::load_state_dict reads its checkpoints.
 //
 // ResNet18Options(classes).in_channels(c).width(w) makes the same network for c-channel images with
 // w, 2w, 4w, 8w channels in layer1..layer4 (a reduced ResNet18 for small budgets, e.g. 1-channel

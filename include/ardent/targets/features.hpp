@@ -13,14 +13,15 @@
 
 #include "ardent/core/check.hpp"
 #include "ardent/core/mode_guard.hpp"
+#include "ardent/core/soft_target.hpp"
 #include "ardent/models/conv_bn.hpp"
-#include "ardent/targets/soft_target.hpp"
+#include "ardent/targets/views.hpp"
 
 #include <map>
 #include <string>
 #include <utility>
 
-namespace ardent {
+namespace ardent::targets {
 
 /// A model that exposes its intermediate stages.
 template <typename M>
@@ -36,7 +37,7 @@ std::map<std::string, torch::Tensor> features(M& model, const torch::Tensor& x) 
                 "std::map<std::string, torch::Tensor> (or a TorchScript model exporting a `features` method)");
   if constexpr (ScriptModule<M>) {
     TORCH_CHECK(model.find_method("features").has_value(),
-                "ardent::features: the TorchScript model has no `features` method; export one returning "
+                "ardent::targets::features: the TorchScript model has no `features` method; export one returning "
                 "Dict[str, Tensor] (decorate it with @torch.jit.export)");
     std::map<std::string, torch::Tensor> result;
     for (const auto& entry : model.run_method("features", x).toGenericDict()) {
@@ -47,8 +48,6 @@ std::map<std::string, torch::Tensor> features(M& model, const torch::Tensor& x) 
     return model->features(x);
   }
 }
-
-namespace targets {
 
 /// (student stage, teacher stage) pairs.
 using StagePairs = std::vector<std::pair<std::string, std::string>>;
@@ -196,5 +195,4 @@ class Features {
 
 static_assert(SoftTarget<Features>);
 
-}  // namespace targets
-}  // namespace ardent
+}  // namespace ardent::targets

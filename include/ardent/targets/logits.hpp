@@ -1,7 +1,7 @@
 #pragma once
 // targets::Logits: the networks' raw logits z. The loss applies its temperature (Hinton et al. 2015).
 
-#include "ardent/targets/soft_target.hpp"
+#include "ardent/core/soft_target.hpp"
 
 namespace ardent::targets {
 

@@ -2,7 +2,8 @@
 // targets::Outputs: the networks' softmax probabilities p = softmax(z), for losses that compare
 // outputs directly (MSE on probabilities, as in Ba and Caruana 2014's regression on outputs).
 
-#include "ardent/targets/soft_target.hpp"
+#include "ardent/core/soft_target.hpp"
+#include "ardent/targets/views.hpp"
 
 namespace ardent::targets {
 

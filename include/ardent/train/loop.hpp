@@ -15,8 +15,8 @@
 // The loop itself never reads the environment, joins a process group or starts a thread.
 
 #include "ardent/data/batches.hpp"
-#include "ardent/distill/fit.hpp"
 #include "ardent/train/checkpoint.hpp"
+#include "ardent/train/fit.hpp"
 #include "ardent/train/metrics.hpp"
 #include "ardent/train/parallel.hpp"
 #include "ardent/train/progress.hpp"
@@ -64,7 +64,7 @@ using History = std::vector<std::map<std::string, double>>;
 /// `batches`: data::ShuffledBatches, or anything with its members set_shard(rank, size),
 /// set_epoch(e), seed(), batches_per_epoch() and begin()/end() over (x, y) pairs (e.g. a wrapper
 /// that augments each batch).
-/// `callbacks`: user callbacks as for ardent::fit (ardent/distill/fit.hpp), seeing the real epoch
+/// `callbacks`: user callbacks as for train::fit (ardent/train/fit.hpp), seeing the real epoch
 /// numbers. One that returns true from on_epoch_end stops the loop after that epoch's metrics and
 /// checkpoint; from on_epoch_begin or on_batch_end, before the epoch is recorded.
 template <typename Trainer, typename Batches, typename... Callbacks>

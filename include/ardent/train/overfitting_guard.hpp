@@ -1,5 +1,5 @@
 #pragma once
-// OverfittingGuard: a train_loop (or ardent::fit) callback that catches catastrophic overfitting,
+// OverfittingGuard: a train_loop (or ardent::train::fit) callback that catches catastrophic overfitting,
 // the failure of single-step adversarial training in which, within an epoch, the model becomes
 // robust to the single-step attack it trains on and loses all robustness to a multi-step one
 // (Wong, Rice and Kolter, ICLR 2020, Sec. 5; de Jorge et al., NeurIPS 2022). Wong et al. detect it
@@ -12,7 +12,7 @@
 // decision of the last epoch is in columns(), for the metrics file.
 
 #include "ardent/core/check.hpp"
-#include "ardent/distill/fit.hpp"
+#include "ardent/train/fit.hpp"
 
 #include <fmt/format.h>
 

@@ -10,7 +10,7 @@
 //
 // Nothing here reads the environment, opens a connection or starts a thread.
 
-#include "ardent/distill/fit.hpp"
+#include "ardent/train/fit.hpp"
 
 #include <torch/torch.h>
 

@@ -3,7 +3,7 @@
 // the running loss and the time left; otherwise (a log file, CI), a plain line every `every`
 // batches and at each epoch's end.
 
-#include "ardent/distill/fit.hpp"
+#include "ardent/train/fit.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>

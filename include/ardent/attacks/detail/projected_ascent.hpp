@@ -23,7 +23,7 @@ struct AscentSettings {
 template <Model M, Objective O>
 torch::Tensor projected_ascent(M& model, const torch::Tensor& x, torch::Tensor x_adv, const O& objective,
                                const AscentSettings& s) {
-  if (s.norm == Norm::Linf && speedups().fused_linf_step) {
+  if (s.norm == Norm::Linf && runtime::speedups().fused_linf_step) {
     const auto lower = (x - s.epsilon).clamp_min_(s.clip_min);
     const auto upper = (x + s.epsilon).clamp_max_(s.clip_max);
     for (int64_t step = 0; step < s.steps; ++step) {

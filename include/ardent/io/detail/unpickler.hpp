@@ -1,5 +1,5 @@
 #pragma once
-// The pickle machine behind ardent::read_state_dict: the subset of Python's pickle language
+// The pickle machine behind ardent::io::read_state_dict: the subset of Python's pickle language
 // (protocols 2 to 5) that torch.save writes, with tensors rebuilt from the zip archive's records.
 //
 // Why ardent has its own unpickler: LibTorch 1.13's torch::pickle_load turns every
@@ -35,15 +35,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-namespace ardent::io {
-
-/// How deeply lists, tuples and dicts may nest in a pickle ardent reads. A state dict nests three
-/// levels (a training checkpoint's dict, the state dict, a tensor's size tuple); 1,000 leaves room
-/// for any checkpoint's extra entries.
-inline constexpr std::size_t kMaxPickleDepth = 1000;
-
-}  // namespace ardent::io
 
 namespace ardent::io::detail {
 

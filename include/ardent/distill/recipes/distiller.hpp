@@ -1,12 +1,14 @@
 #pragma once
 // Recipes: the options that make a Distiller one method of the family. Each returns a
-// Recipe<AttackObjective>: the loss terms' weights, what the teacher sees and the student's mode
-// during the attack, with the attack objective as the type. The temperature belongs to the loss
+// Recipe<Adversary>: the loss terms' weights, what the teacher sees and the student's mode during
+// the attack, with the adversary (how x' is made) as the type. The temperature belongs to the loss
 // policy and the budget to the attack policy; the factories in ardent/distill/factories.hpp build
 // all of them with each paper's defaults. A new recipe is a function (or a type) like these,
-// with its own attack objective if it needs one: no edit of the library.
+// with its own adversary if it needs one: no edit of the library.
 
-#include "ardent/distill/attack_objectives.hpp"
+#include "ardent/distill/adversaries/kl_to_adversarial_teacher.hpp"
+#include "ardent/distill/adversaries/kl_to_clean_teacher.hpp"
+#include "ardent/distill/adversaries/student_cross_entropy.hpp"
 #include "ardent/distill/options.hpp"
 
 namespace ardent::recipes {
@@ -22,9 +24,9 @@ inline void check_alpha(std::string_view recipe, double alpha) {
 /// ARD (Goldblum et al., "Adversarially Robust Distillation", AAAI 2020):
 ///   x' = argmax_{x' in B(x, eps)} CE(S(x'), y),
 ///   loss = alpha * T^2 KL(T(x) || S(x')) + (1 - alpha) * CE(S(x), y).
-inline Recipe<attack_objectives::StudentCrossEntropy> ard(double alpha = 1.0) {
+inline Recipe<adversaries::StudentCrossEntropy> ard(double alpha = 1.0) {
   detail::check_alpha("ardent::recipes::ard", alpha);
-  return Recipe<attack_objectives::StudentCrossEntropy>()
+  return Recipe<adversaries::StudentCrossEntropy>()
       .teacher_input(TeacherInput::Clean)
       .adversarial_weight(alpha)
       .clean_weight(0.0)
@@ -35,7 +37,7 @@ inline Recipe<attack_objectives::StudentCrossEntropy> ard(double alpha = 1.0) {
 /// ARD as its official code runs it: the attack in train mode. Pair it with
 /// losses::KLOptions().reduction(KLReduction::ElementMean) (make_ard_official does) and an attack
 /// built with eval_mode(false).
-inline Recipe<attack_objectives::StudentCrossEntropy> ard_official(double alpha = 1.0) {
+inline Recipe<adversaries::StudentCrossEntropy> ard_official(double alpha = 1.0) {
   detail::check_alpha("ardent::recipes::ard_official", alpha);
   return ard(alpha).attack_mode(AttackMode::Train);
 }
@@ -43,8 +45,8 @@ inline Recipe<attack_objectives::StudentCrossEntropy> ard_official(double alpha 
 /// RSLAD (Zi et al., "Revisiting Adversarial Robustness Distillation: Robust Soft Labels Make
 /// Student Better", ICCV 2021): x' = argmax KL(T(x) || S(x')) from x + 0.001 N(0, 1),
 ///   loss = 5/6 KL(T(x) || S(x')) + 1/6 KL(T(x) || S(x)),   T = 1, no label term.
-inline Recipe<attack_objectives::KLToCleanTeacher> rslad() {
-  return Recipe<attack_objectives::KLToCleanTeacher>()
+inline Recipe<adversaries::KLToCleanTeacher> rslad() {
+  return Recipe<adversaries::KLToCleanTeacher>()
       .teacher_input(TeacherInput::Clean)
       .adversarial_weight(5.0 / 6.0)
       .clean_weight(1.0 / 6.0)
@@ -54,8 +56,8 @@ inline Recipe<attack_objectives::KLToCleanTeacher> rslad() {
 /// AdaAD (Huang et al., "Boosting Accuracy and Robustness of Student Models via Adaptive
 /// Adversarial Distillation", CVPR 2023): x' = argmax KL(T(x') || S(x')), the teacher sees x',
 ///   loss = KL(T(x') || S(x')).
-inline Recipe<attack_objectives::KLToAdversarialTeacher> adaad() {
-  return Recipe<attack_objectives::KLToAdversarialTeacher>()
+inline Recipe<adversaries::KLToAdversarialTeacher> adaad() {
+  return Recipe<adversaries::KLToAdversarialTeacher>()
       .teacher_input(TeacherInput::Adversarial)
       .adversarial_weight(1.0)
       .clean_weight(0.0)
@@ -64,10 +66,9 @@ inline Recipe<attack_objectives::KLToAdversarialTeacher> adaad() {
 
 /// Knowledge distillation (Hinton, Vinyals and Dean 2015), no attack:
 ///   loss = alpha * T^2 KL(T(x) || S(x)) + (1 - alpha) * CE(S(x), y).
-inline Recipe<attack_objectives::StudentCrossEntropy> kd(double alpha = 0.9) {
+inline Recipe<adversaries::StudentCrossEntropy> kd(double alpha = 0.9) {
   detail::check_alpha("ardent::recipes::kd", alpha);
-  return Recipe<attack_objectives::StudentCrossEntropy>().adversarial_weight(0.0).clean_weight(alpha).ce_weight(1.0 -
-                                                                                                                alpha);
+  return Recipe<adversaries::StudentCrossEntropy>().adversarial_weight(0.0).clean_weight(alpha).ce_weight(1.0 - alpha);
 }
 
 }  // namespace ardent::recipes

@@ -1,14 +1,18 @@
-// IDX data files and the SmallCNN model.
+// The data readers, IDX (MNIST, Fashion-MNIST) and CIFAR binary files, and ShuffledBatches' indices.
 #include "catch.hpp"
 #include "helpers.hpp"
 
 #include <ardent/ardent.hpp>
+#include <ardent/data/batches.hpp>
 #include <ardent/data/cifar.hpp>
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <numeric>
+#include <set>
 
 namespace {
 
@@ -110,21 +114,6 @@ TEST_CASE("Fashion-MNIST from Debian's package loads", "[data][fashion]") {
   CHECK(torch::bincount(test.labels()).eq(1000).all().item<bool>());  // the test set is balanced
 }
 
-TEST_CASE("SmallCNN has the documented shape and features", "[models]") {
-  ardent::models::SmallCNN model(ardent::models::SmallCNNOptions(10).width(16));
-  int64_t count = 0;
-  for (const auto& p : model->parameters()) count += p.numel();
-  // (1*9+1)*16 + (16*9+1)*32 + (32*49+1)*10
-  CHECK(count == 160 + 4640 + 15690);
-  const auto x = torch::rand({2, 1, 28, 28});
-  const auto features = model->features(x);
-  CHECK(features.at("stage1").sizes() == torch::IntArrayRef{2, 16, 14, 14});
-  CHECK(features.at("stage2").sizes() == torch::IntArrayRef{2, 32, 7, 7});
-  CHECK(model->forward(x).sizes() == torch::IntArrayRef{2, 10});
-  CHECK_THROWS_WITH(model->forward(torch::rand({2, 3, 32, 32})), ContainsSubstring("'x'"));
-  CHECK_THROWS_WITH(ardent::models::SmallCNN(ardent::models::SmallCNNOptions(1)), ContainsSubstring("num_classes"));
-}
-
 TEST_CASE("CIFAR-100 binary files give fine or coarse labels, and malformed ones are rejected", "[data][cifar]") {
   TempDir tmp;
   std::vector<unsigned char> bytes(2 * 3074);
@@ -152,4 +141,33 @@ TEST_CASE("CIFAR-100 binary files give fine or coarse labels, and malformed ones
   CHECK_THROWS_WITH(ardent::data::CIFAR100(tmp.path, ardent::data::CIFAR100::Split::Test),
                     ContainsSubstring("test.bin") && ContainsSubstring("label 100"));
   CHECK_THROWS_WITH(ardent::data::CIFAR100(tmp.path / "nowhere"), ContainsSubstring("train.bin"));
+}
+
+TEST_CASE("ShuffledBatches gives each batch its examples' indices", "[data][fast]") {
+  const auto images = torch::arange(50, torch::kFloat).reshape({50, 1, 1, 1});
+  const auto labels = torch::arange(50, torch::kLong);
+  ardent::data::ShuffledBatches one(images, labels, 8, 3);
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    std::vector<int64_t> seen;
+    for (const auto& batch : one) {
+      CHECK(torch::equal(batch.indices, batch.labels));  // labels are the positions here
+      for (int64_t i = 0; i < batch.indices.size(0); ++i) seen.push_back(batch.indices[i].item<int64_t>());
+    }
+    std::sort(seen.begin(), seen.end());
+    std::vector<int64_t> all(50);
+    std::iota(all.begin(), all.end(), 0);
+    CHECK(seen == all);  // a permutation per epoch
+  }
+  std::set<int64_t> rank0;
+  std::set<int64_t> rank1;
+  for (const int64_t rank : {0, 1}) {
+    ardent::data::ShuffledBatches shard(images, labels, 5, 3);
+    shard.set_shard(rank, 2);
+    for (const auto& batch : shard) {
+      for (int64_t i = 0; i < batch.indices.size(0); ++i)
+        (rank == 0 ? rank0 : rank1).insert(batch.indices[i].item<int64_t>());
+    }
+  }
+  for (const auto i : rank0) CHECK(rank1.count(i) == 0);  // disjoint across ranks
+  CHECK(rank0.size() + rank1.size() == 50);
 }

@@ -3,12 +3,13 @@
 //
 //   torch::Tensor loss = policy(student_view, teacher_view);   // a scalar, differentiable in student_view
 //
-// A view is what a soft target extracts from a network (ardent/targets/soft_target.hpp): logits
+// A view is what a soft target extracts from a network (ardent/core/soft_target.hpp): logits
 // (torch::Tensor), probabilities (targets::Probabilities) or intermediate features
-// (targets::FeatureMaps). A loss supports a view by having a call operator for it; KL and CE
-// compare class distributions and so have none for feature maps.
+// (targets::FeatureMaps; both in ardent/targets/views.hpp). A loss supports a view by having a call
+// operator for it; KL and CE compare class distributions and so have none for feature maps. The
+// built-ins are in namespace ardent::losses (ardent/losses/).
 
-#include "ardent/targets/soft_target.hpp"
+#include <torch/torch.h>
 
 #include <concepts>
 

@@ -1,9 +1,9 @@
-// RSLAD's recipe given to a Distiller whose attack objective is the default (ARD's).
+// RSLAD's recipe given to a Distiller whose adversary is the default (ARD's).
 // clang-format off
-// expect: ardent::Distiller: the recipe was written for another attack objective than the Distiller's last template parameter
+// expect: ardent::Distiller: the recipe was written for another adversary than the Distiller's last template parameter
 // clang-format on
 #include <ardent/distill/distiller.hpp>
-#include <ardent/distill/recipes.hpp>
+#include <ardent/distill/recipes/distiller.hpp>
 #include <ardent/models/small_cnn.hpp>
 
 using Model = ardent::models::SmallCNN;

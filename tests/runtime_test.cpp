@@ -1,17 +1,18 @@
-// The optimisations of the attack's passes (core/speedups.hpp, models/conv.hpp, models/conv_bn.hpp):
-// each agrees with the plain computation within 1e-5, relative to the largest value compared.
+// The runtime switches: the optimisations of the attack's passes (runtime/speedups.hpp, models/conv.hpp,
+// models/conv_bn.hpp), each within 1e-5 of the plain computation relative to the largest value compared,
+// and the attack-scoped memory reuse (runtime/memory.hpp).
 #include "catch.hpp"
 #include "helpers.hpp"
 
 #include <ardent/attacks/pgd.hpp>
-#include <ardent/core/memory.hpp>
-#include <ardent/core/speedups.hpp>
 #include <ardent/models/conv.hpp>
 #include <ardent/models/conv_bn.hpp>
 #include <ardent/models/mobilenet_v2.hpp>
 #include <ardent/models/resnet.hpp>
 #include <ardent/models/small_cnn.hpp>
 #include <ardent/models/wide_resnet.hpp>
+#include <ardent/runtime/memory.hpp>
+#include <ardent/runtime/speedups.hpp>
 
 #include <string>
 #include <thread>
@@ -25,8 +26,8 @@
 namespace {
 
 namespace nn = torch::nn;
-using ardent::Speedups;
-using ardent::SpeedupsGuard;
+using ardent::runtime::Speedups;
+using ardent::runtime::SpeedupsGuard;
 
 /// max |a - b| / max |b|: 0 for identical tensors, whatever their scale.
 double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
@@ -59,11 +60,11 @@ std::string node_name(const torch::Tensor& y) { return y.grad_fn() ? y.grad_fn()
 }  // namespace
 
 TEST_CASE("Speedups: every switch is on by default, and SpeedupsGuard restores them", "[speedups]") {
-  const Speedups& s = ardent::speedups();
+  const Speedups& s = ardent::runtime::speedups();
   CHECK(
       (s.freeze_parameters && s.fold_batch_norm && s.depthwise_input_gradient && s.channels_last && s.fused_linf_step));
   {
-    SpeedupsGuard plain(ardent::no_speedups);
+    SpeedupsGuard plain(ardent::runtime::no_speedups);
     CHECK_FALSE((s.freeze_parameters || s.fold_batch_norm || s.depthwise_input_gradient || s.channels_last ||
                  s.fused_linf_step));
   }
@@ -71,16 +72,16 @@ TEST_CASE("Speedups: every switch is on by default, and SpeedupsGuard restores t
 }
 
 TEST_CASE("the switches are per thread: a guard on one thread leaves another's as they are", "[speedups]") {
-  SpeedupsGuard plain(ardent::no_speedups);
+  SpeedupsGuard plain(ardent::runtime::no_speedups);
   bool other_thread_on = false;
   std::thread other([&other_thread_on] {
-    const Speedups& s = ardent::speedups();
+    const Speedups& s = ardent::runtime::speedups();
     other_thread_on = s.freeze_parameters && s.fold_batch_norm && s.depthwise_input_gradient && s.channels_last &&
                       s.fused_linf_step;
   });
   other.join();
   CHECK(other_thread_on);
-  CHECK_FALSE(ardent::speedups().channels_last);
+  CHECK_FALSE(ardent::runtime::speedups().channels_last);
 }
 
 // glibc's malloc only: AddressSanitizer (scripts/sanitize.sh) replaces it, and mallinfo2 and mallopt
@@ -102,11 +103,11 @@ TEST_CASE("an attack leaves the host's allocator as it is: keep_freed_memory is 
 
 TEST_CASE("keep_freed_memory configures glibc's malloc", "[speedups]") {
 #if defined(__SANITIZE_ADDRESS__)
-  CHECK_NOTHROW(ardent::keep_freed_memory());  // no glibc malloc to configure; harmless
+  CHECK_NOTHROW(ardent::runtime::keep_freed_memory());  // no glibc malloc to configure; harmless
 #elif defined(__GLIBC__)
-  CHECK(ardent::keep_freed_memory());
+  CHECK(ardent::runtime::keep_freed_memory());
 #else
-  CHECK_FALSE(ardent::keep_freed_memory());
+  CHECK_FALSE(ardent::runtime::keep_freed_memory());
 #endif
 }
 
@@ -227,13 +228,13 @@ TEST_CASE(
       torch::NoGradGuard no_grad;
       return model->forward(x);
     };
-    const auto plain_logits = logits(ardent::no_speedups);
+    const auto plain_logits = logits(ardent::runtime::no_speedups);
     for (const auto& [name, speedups] : settings) {
       CAPTURE(name);
       CHECK(relative_error(logits(speedups), plain_logits) < 1e-5);
     }
     model->to(torch::kDouble);
-    const auto plain_gradient = attack_gradient(ardent::no_speedups, torch::kDouble);
+    const auto plain_gradient = attack_gradient(ardent::runtime::no_speedups, torch::kDouble);
     for (const auto& [name, speedups] : settings) {
       CAPTURE(name);
       CHECK(relative_error(attack_gradient(speedups, torch::kDouble), plain_gradient) < 1e-5);
@@ -262,4 +263,34 @@ TEST_CASE("The fused Linf step reaches the point of projection then box clamp", 
   CHECK(relative_error(fused, plain) < 1e-5);
   CHECK(((fused - reference.x).abs().max().item<double>() <= 0.1 + 1e-6));
   CHECK((fused.min().item<double>() >= 0.0 && fused.max().item<double>() <= 1.0));
+}
+
+TEST_CASE("an attack reuses the large blocks it frees and returns them when it ends", "[runtime][memory]") {
+  auto* const allocator = c10::GetCPUAllocator();
+  {
+    ardent::runtime::MemoryReuseScope scope;
+    const void* first = nullptr;
+    {
+      const auto block = torch::empty({1 << 20});  // 4 MiB
+      first = block.data_ptr();
+    }
+    CHECK(ardent::runtime::MemoryReuseScope::cached_bytes() == (std::size_t{4} << 20));
+    const auto again = torch::empty({1 << 20});
+    CHECK(again.data_ptr() == first);
+    CHECK(ardent::runtime::MemoryReuseScope::cached_bytes() == 0);
+    {
+      ardent::runtime::MemoryReuseScope nested;
+      const auto other = torch::empty({1 << 19});
+    }
+    CHECK(ardent::runtime::MemoryReuseScope::cached_bytes() ==
+          (std::size_t{2} << 20));  // the outer scope still holds it
+  }
+  CHECK(ardent::runtime::MemoryReuseScope::cached_bytes() == 0);
+  CHECK(c10::GetCPUAllocator() == allocator);
+  SECTION("switched off, nothing is cached") {
+    ardent::runtime::SpeedupsGuard off(ardent::runtime::Speedups{.reuse_memory = false});
+    ardent::runtime::MemoryReuseScope scope;
+    { const auto block = torch::empty({1 << 20}); }
+    CHECK(ardent::runtime::MemoryReuseScope::cached_bytes() == 0);
+  }
 }

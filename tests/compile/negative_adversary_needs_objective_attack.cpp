@@ -1,7 +1,7 @@
-// CW takes labels only: RSLAD's attack objective (KL to the clean teacher) cannot use it. CW's
+// CW takes labels only: RSLAD's adversary (KL to the clean teacher) cannot use it. CW's
 // constrained perturb makes this a compile error at the Distiller, not in CW's body.
 // clang-format off
-// expect: ardent::Distiller: the attack cannot maximise the recipe's attack objective
+// expect: ardent::Distiller: the attack cannot serve the recipe's adversary
 // clang-format on
 #include <ardent/attacks/cw.hpp>
 #include <ardent/distill/factories.hpp>

@@ -1,5 +1,5 @@
 #pragma once
-// ardent::fit: epochs over a data loader for anything with step(x, y, optimizer) -> StepResult
+// ardent::train::fit: epochs over a data loader for anything with step(x, y, optimizer) -> StepResult
 // (the Distiller, the AdversarialTrainer), with callbacks in ensmallen's style. A callback is any
 // object with some of these members, detected at compile time:
 //
@@ -8,18 +8,30 @@
 //   on_epoch_end(trainer, epoch, const EpochSummary&)
 //
 // each returning void or bool; returning true stops training (after the current batch or epoch).
-// `epochs` is a count (epochs 0 .. n-1) or ardent::Epochs{first, end} to continue a resumed run at
+// `epochs` is a count (epochs 0 .. n-1) or train::Epochs{first, end} to continue a resumed run at
 // epoch `first` (the callbacks see the real epoch numbers).
 // A loader yields batches as torch::data::Example<> (stacked), std::vector<Example<>> (torch's
 // default), or std::pair<Tensor, Tensor>.
 
 #include "ardent/core/batch.hpp"
-#include "ardent/distill/options.hpp"
+#include "ardent/core/check.hpp"
 
+#include <optional>
 #include <tuple>
 #include <utility>
+#include <vector>
 
-namespace ardent {
+namespace ardent::train {
+
+/// The loss of one step and its terms (each already multiplied by its weight; empty when not
+/// computed). The Distiller's and the AdversarialTrainer's step return it as ardent::StepResult.
+struct StepResult {
+  double loss = 0;
+  std::optional<double> adversarial_distill;
+  std::optional<double> clean_distill;
+  std::optional<double> cross_entropy;
+  int64_t batch_size = 0;
+};
 
 struct EpochSummary {
   int64_t epoch = 0;
@@ -82,9 +94,10 @@ bool epoch_end(Callback& c, Trainer& trainer, int64_t epoch, const EpochSummary&
 template <typename Trainer, typename Loader, typename... Callbacks>
 FitSummary fit(Trainer& trainer, Loader& loader, torch::optim::Optimizer& optimizer, Epochs epochs,
                Callbacks&&... callbacks) {
-  check_non_negative("ardent::fit", "epochs.first", static_cast<double>(epochs.first));
+  check_non_negative("ardent::train::fit", "epochs.first", static_cast<double>(epochs.first));
   if (epochs.end < epochs.first) {
-    fail_argument("ardent::fit", "epochs", fmt::format("is [{}, {}), expected first <= end", epochs.first, epochs.end));
+    fail_argument("ardent::train::fit", "epochs",
+                  fmt::format("is [{}, {}), expected first <= end", epochs.first, epochs.end));
   }
   FitSummary summary;
   auto all = [&](auto&& event) { return (false | ... | event(callbacks)); };
@@ -112,7 +125,7 @@ FitSummary fit(Trainer& trainer, Loader& loader, torch::optim::Optimizer& optimi
       if (summary.stopped_early) break;
     }
     if (e.batches == 0) {
-      fail_argument("ardent::fit", "loader",
+      fail_argument("ardent::train::fit", "loader",
                     fmt::format("gave no batch in epoch {}, expected at least one (an empty data set, or a loader "
                                 "that drops a last partial batch larger than the data?)",
                                 epoch));
@@ -129,8 +142,8 @@ FitSummary fit(Trainer& trainer, Loader& loader, torch::optim::Optimizer& optimi
 template <typename Trainer, typename Loader, typename... Callbacks>
 FitSummary fit(Trainer& trainer, Loader& loader, torch::optim::Optimizer& optimizer, int64_t epochs,
                Callbacks&&... callbacks) {
-  check_non_negative("ardent::fit", "epochs", static_cast<double>(epochs));
+  check_non_negative("ardent::train::fit", "epochs", static_cast<double>(epochs));
   return fit(trainer, loader, optimizer, Epochs{0, epochs}, std::forward<Callbacks>(callbacks)...);
 }
 
-}  // namespace ardent
+}  // namespace ardent::train

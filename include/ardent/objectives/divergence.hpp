@@ -7,7 +7,7 @@
 
 #include <torch/torch.h>
 
-namespace ardent {
+namespace ardent::objectives {
 
 /// KL(p || q) per row of [B, C] log-probabilities; returns [B].
 inline torch::Tensor kl_divergence(const torch::Tensor& log_p, const torch::Tensor& log_q) {
@@ -19,4 +19,4 @@ inline torch::Tensor soft_cross_entropy(const torch::Tensor& log_p, const torch:
   return -(log_p.exp() * log_q).sum(1);
 }
 
-}  // namespace ardent
+}  // namespace ardent::objectives

@@ -1,6 +1,6 @@
 #pragma once
-// Objectives: what a gradient attack maximises. An objective maps logits [B, C] to one loss per
-// sample [B]; the attack ascends its sum, so each sample's gradient is independent of the batch.
+// The built-in objectives (ardent::Objective, ardent/core/objective.hpp): what a gradient attack
+// maximises. Each maps logits [B, C] to one loss per sample [B]; the attack ascends their sum.
 //
 //   CrossEntropy{y}           CE(z, y)                                   (untargeted attacks)
 //   TargetedCrossEntropy{t}   -CE(z, t)                                  (move toward class t)
@@ -13,21 +13,15 @@
 // objective.unchecked(logits), which an attack's inner loop calls through objectives::evaluate
 // once the first call has checked them.
 
+#include "ardent/core/attack.hpp"
 #include "ardent/core/check.hpp"
-#include "ardent/core/divergence.hpp"
-#include "ardent/core/margin.hpp"
+#include "ardent/objectives/divergence.hpp"
+#include "ardent/objectives/margin.hpp"
 
 #include <concepts>
 #include <limits>
 
-namespace ardent {
-
-/// Anything that maps logits to a per-sample loss.
-template <typename O>
-concept Objective = std::invocable<const O&, const torch::Tensor&> &&
-    std::convertible_to<std::invoke_result_t<const O&, const torch::Tensor&>, torch::Tensor>;
-
-namespace objectives {
+namespace ardent::objectives {
 
 namespace detail {
 inline void check(std::string_view objective, const torch::Tensor& logits, const torch::Tensor& labels,
@@ -144,5 +138,4 @@ torch::Tensor evaluate(const O& objective, const torch::Tensor& logits) {
   }
 }
 
-}  // namespace objectives
-}  // namespace ardent
+}  // namespace ardent::objectives

@@ -1,14 +1,14 @@
 #pragma once
 // Switches for the optimisations of the attack's passes through the model (docs/performance.md).
 // Each keeps logits and input gradients within 1e-5 (relative) of the plain computation
-// (tests/speedups_test.cpp), so all are on by default; switching one off measures it, or
+// (tests/runtime_test.cpp), so all are on by default; switching one off measures it, or
 // reproduces the plain computation. The switches are per thread: SpeedupsGuard sets them for a
 // scope on the calling thread (the one that runs the attack and the models' forward passes), and
 // other threads keep theirs. reuse_memory wraps LibTorch's CPU allocator for an attack's scope
-// only (ardent/core/memory.hpp); the process-wide allocator setting is a separate, explicit
+// only (ardent/runtime/memory.hpp); the process-wide allocator setting is a separate, explicit
 // opt-in (keep_freed_memory).
 
-namespace ardent {
+namespace ardent::runtime {
 
 struct Speedups {
   /// Attacks take the model's parameters out of autograd: backward computes the input gradient only.
@@ -26,7 +26,7 @@ struct Speedups {
   /// A Linf step is one add and one clamp against bounds computed once per attack,
   /// max(x - eps, lo) <= x' <= min(x + eps, hi), instead of a projection and a box clamp.
   bool fused_linf_step = true;
-  /// Attacks reuse the large blocks their passes free (ardent::MemoryReuseScope): no page fault
+  /// Attacks reuse the large blocks their passes free (runtime::MemoryReuseScope): no page fault
   /// per 4 KiB of activations at every step, and nothing held once the attack returns.
   bool reuse_memory = true;
 };
@@ -54,4 +54,4 @@ class SpeedupsGuard {
 /// Every switch off: the plain computation.
 inline constexpr Speedups no_speedups{false, false, false, false, false, false};
 
-}  // namespace ardent
+}  // namespace ardent::runtime

@@ -9,7 +9,8 @@
 //   parameters()                trainable tensors the optimizer must update with the student's
 //   view_from_logits(logits)    derives the view from logits already computed, saving a forward
 //   train(on)                   follows the student's train/eval mode (connectors with BatchNorm)
-// View must be default-constructible and copyable.
+// View must be default-constructible and copyable. The built-ins are in namespace ardent::targets
+// (ardent/targets/), their views in ardent/targets/views.hpp.
 
 #include "ardent/core/model.hpp"
 
@@ -17,21 +18,6 @@
 #include <vector>
 
 namespace ardent {
-
-namespace targets {
-
-/// Softmax probabilities [B, C], the view of targets::Outputs.
-struct Probabilities {
-  torch::Tensor value;
-};
-
-/// Intermediate feature maps, paired stage by stage between teacher and student, the view of
-/// targets::Features.
-struct FeatureMaps {
-  std::vector<torch::Tensor> stages;
-};
-
-}  // namespace targets
 
 template <typename T, typename Teacher, typename Student>
 concept SoftTargetFor = Model<Teacher> && Model<Student> &&

@@ -8,7 +8,7 @@
 // rescaling the logits, so a model cannot hide from it by inflating them; the denominator uses
 // pi3 and pi4 because the target t may be the runner-up pi2. APGD-T maximises it.
 
-#include "ardent/core/objectives.hpp"
+#include "ardent/objectives/builtins.hpp"
 
 namespace ardent::objectives {
 

@@ -33,9 +33,9 @@
 #include <malloc.h>
 #endif
 
-#include "ardent/core/speedups.hpp"
+#include "ardent/runtime/speedups.hpp"
 
-namespace ardent {
+namespace ardent::runtime {
 
 /// Makes glibc's malloc keep freed memory for reuse (process-wide, not undone); returns whether it
 /// could. An explicit opt-in for programs; calling it again is harmless.
@@ -173,4 +173,4 @@ class MemoryReuseScope {
   bool active_;
 };
 
-}  // namespace ardent
+}  // namespace ardent::runtime

@@ -10,16 +10,13 @@
 // negative. is_adversarial(z, goal) says whether the goal is reached: argmax != y, or argmax == t.
 // The attack kit (ardent/attacks/kit.hpp) offers these to every attack, a user's included.
 
+#include "ardent/core/attack.hpp"
+
 #include <torch/torch.h>
 
 #include <limits>
 
-namespace ardent {
-
-/// Marks labels as targets: `attack.perturb(model, x, ardent::Targeted{targets})`.
-struct Targeted {
-  torch::Tensor targets;
-};
+namespace ardent::objectives {
 
 /// z_c per sample: the logit of each sample's class `classes` [B], from logits [B, C].
 inline torch::Tensor class_logit(const torch::Tensor& logits, const torch::Tensor& classes) {
@@ -50,4 +47,4 @@ inline torch::Tensor is_adversarial(const torch::Tensor& logits, const Targeted&
   return logits.argmax(1).eq(goal.targets);
 }
 
-}  // namespace ardent
+}  // namespace ardent::objectives
