@@ -48,3 +48,4 @@ if [ ! -f "$data/teacher.json" ]; then
   cp "$runs/teacher/report.json" "$data/teacher.json"
   onnx_check teacher
 fi
+/usr/bin/python3 "$root/scripts/deploy_study.py" "$data"
