@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace ardent::io {
 
@@ -133,6 +134,37 @@ inline void write_file_atomically(const std::filesystem::path& path, std::string
   }
 }
 
+namespace detail {
+
+/// Closes a file descriptor when it goes out of scope.
+struct OpenFile {
+  explicit OpenFile(int descriptor) : fd(descriptor) {}
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
+  ~OpenFile() {
+    if (fd >= 0) ::close(fd);
+  }
+  int fd;
+};
+
+}  // namespace detail
+
+/// Reads `path` from start to end in chunks of at most `chunk_bytes`, calling consume(data, size) on
+/// each (a read interrupted by a signal is retried); throws naming `who` and the path.
+template <typename Consume>
+void read_chunks(const std::filesystem::path& path, std::string_view who, std::size_t chunk_bytes, Consume&& consume) {
+  const detail::OpenFile file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  TORCH_CHECK(file.fd >= 0, who, ": file '", path.string(), "' cannot be opened: ", std::strerror(errno));
+  std::vector<char> buffer(chunk_bytes);
+  while (true) {
+    const ::ssize_t n = ::read(file.fd, buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    TORCH_CHECK(n >= 0, who, ": reading '", path.string(), "' failed: ", std::strerror(errno));
+    if (n == 0) return;
+    consume(buffer.data(), static_cast<std::size_t>(n));
+  }
+}
+
 /// The whole content of `path`; throws naming `who` and the path when it cannot be read.
 inline std::string read_file(const std::filesystem::path& path, std::string_view who) {
   std::error_code ec;
@@ -142,27 +174,13 @@ inline std::string read_file(const std::filesystem::path& path, std::string_view
   TORCH_CHECK(!ec && size <= read_limits().max_file_bytes(), who, ": file '", path.string(), "' has ", size,
               " bytes, more than the largest file accepted, max_file_bytes = ", read_limits().max_file_bytes(),
               kRaiseLimitHint);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  TORCH_CHECK(fd >= 0, who, ": file '", path.string(), "' cannot be opened: ", std::strerror(errno));
   std::string out;
   out.reserve(size);
-  char buffer[1 << 16];
-  while (true) {
-    const ::ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      TORCH_CHECK(false, who, ": reading '", path.string(), "' failed: ", std::strerror(err));
-    }
-    if (n == 0) break;
-    out.append(buffer, static_cast<std::size_t>(n));
-    if (out.size() > read_limits().max_file_bytes()) {  // the file grew while being read
-      ::close(fd);
-      TORCH_CHECK(false, who, ": file '", path.string(), "' grew beyond max_file_bytes while being read");
-    }
-  }
-  ::close(fd);
+  read_chunks(path, who, std::size_t{1} << 16, [&](const char* data, std::size_t n) {
+    out.append(data, n);
+    TORCH_CHECK(out.size() <= read_limits().max_file_bytes(), who, ": file '", path.string(),
+                "' grew beyond max_file_bytes while being read");
+  });
   return out;
 }
 

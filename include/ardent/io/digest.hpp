@@ -8,17 +8,12 @@
 
 #include <torch/torch.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <string>
-#include <vector>
 
 namespace ardent::io {
 
@@ -111,22 +106,8 @@ inline std::string file_digest(const std::filesystem::path& path) {
   constexpr const char* who = "ardent::io::file_digest";
   std::error_code ec;
   TORCH_CHECK(std::filesystem::is_regular_file(path, ec), who, ": file '", path.string(), "' cannot be opened");
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  TORCH_CHECK(fd >= 0, who, ": file '", path.string(), "' cannot be opened: ", std::strerror(errno));
   Sha256 sha;
-  std::vector<char> buffer(1 << 20);
-  while (true) {
-    const ::ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      TORCH_CHECK(false, who, ": reading '", path.string(), "' failed: ", std::strerror(err));
-    }
-    if (n == 0) break;
-    sha.update(buffer.data(), static_cast<std::size_t>(n));
-  }
-  ::close(fd);
+  read_chunks(path, who, std::size_t{1} << 20, [&sha](const char* data, std::size_t n) { sha.update(data, n); });
   return sha.hex();
 }
 
