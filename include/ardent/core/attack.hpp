@@ -123,4 +123,17 @@ AttackCapabilities capabilities_of(const A& attack) {
   }
 }
 
+namespace detail {
+
+/// Tells an attack that keeps per-example state (attacks::WarmStart) which data-set examples the next
+/// batch holds; nothing for an attack without for_examples, or without indices.
+template <typename A>
+void tell_examples(A& attack, const torch::Tensor& indices) {
+  if constexpr (requires { attack.for_examples(indices); }) {
+    if (indices.defined()) attack.for_examples(indices);
+  }
+}
+
+}  // namespace detail
+
 }  // namespace ardent

@@ -40,12 +40,11 @@ class AdversarialTrainer {
   /// overload with the indices data::ShuffledBatches gives.
   StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer,
                   const torch::Tensor& indices) {
-    if constexpr (requires { attack_.for_examples(indices); }) {
-      if (indices.defined()) attack_.for_examples(indices);
-    }
+    detail::tell_examples(attack_, indices);
     return step(x, y, optimizer);
   }
 
+  /// One training step on the batch (x, y); returns the loss and its terms.
   StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer) {
     constexpr std::string_view name = "ardent::AdversarialTrainer::step";
     double clip_min = -std::numeric_limits<double>::infinity();

@@ -137,18 +137,16 @@ class Distiller {
                   "the aliases RSLAD<T, S> and AdaAD<T, S>, or let class template argument deduction take it");
   }
 
-  /// One training step on the batch (x, y); returns the loss and its terms.
   /// The step for a batch whose examples have the data-set indices `indices` (int64 [B]): an attack
   /// that keeps per-example state (attacks::WarmStart) is told them first. train::fit calls this
   /// overload with the indices data::ShuffledBatches gives.
   StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer,
                   const torch::Tensor& indices) {
-    if constexpr (requires { attack_.for_examples(indices); }) {
-      if (indices.defined()) attack_.for_examples(indices);
-    }
+    detail::tell_examples(attack_, indices);
     return step(x, y, optimizer);
   }
 
+  /// One training step on the batch (x, y); returns the loss and its terms.
   StepResult step(const torch::Tensor& x, const torch::Tensor& y, torch::optim::Optimizer& optimizer) {
     constexpr std::string_view name = "ardent::Distiller::step";
     // x is checked here once; the attack sees the same tensor and skips its own check.
