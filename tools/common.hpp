@@ -259,10 +259,10 @@ inline std::map<std::string, std::string> mnist_digests(const std::filesystem::p
 /// metrics.csv in `dir` (resumed from it when `resume`), and after each epoch the clean and PGD-20
 /// accuracy of `model` on `test` (columns test_clean and test_pgd20; `test` must outlive the loop),
 /// the CPU seconds the epoch's training took (cpu_seconds: all threads, evaluation excluded), and
-/// the guard's reading and decision when it is on (`guard` must outlive the loop).
+/// the guard's reading and decision when `hooks` hold it (`hooks` must outlive the loop).
 template <ardent::Model M>
 ardent::train::LoopOptions epoch_loop(M model, const Subset& test, double epsilon, const std::filesystem::path& dir,
-                                      int64_t epochs, bool resume, const EpochEndHooks* guard = nullptr,
+                                      int64_t epochs, bool resume, const EpochEndHooks* hooks = nullptr,
                                       int64_t eval_batch_size = 500) {
   ardent::train::LoopOptions loop;
   loop.epochs = epochs;
@@ -270,18 +270,18 @@ ardent::train::LoopOptions epoch_loop(M model, const Subset& test, double epsilo
   loop.resume = resume;
   loop.metrics_csv = dir / "metrics.csv";
   loop.evaluation_columns = {"test_clean", "test_pgd20", "cpu_seconds"};
-  if (guard != nullptr && guard->guard) {
+  if (hooks != nullptr && hooks->guard) {
     for (const auto& name : ardent::train::OverfittingGuard::column_names()) loop.evaluation_columns.push_back(name);
   }
   // Process CPU time when the last evaluation ended: an epoch's training is what lies between.
   auto evaluated_at = std::make_shared<std::clock_t>(std::clock());
-  loop.evaluate = [model, &test, epsilon, eval_batch_size, guard, evaluated_at](int64_t) mutable {
+  loop.evaluate = [model, &test, epsilon, eval_batch_size, hooks, evaluated_at](int64_t) mutable {
     const double cpu = static_cast<double>(std::clock() - *evaluated_at) / CLOCKS_PER_SEC;
     std::map<std::string, double> row{
         {"test_clean", accuracy_under(model, ardent::attacks::None(), test, eval_batch_size)},
         {"test_pgd20", accuracy_under(model, pgd(epsilon, 20), test, eval_batch_size)},
         {"cpu_seconds", cpu}};
-    if (guard != nullptr && guard->guard) row.merge(guard->guard->columns());
+    if (hooks != nullptr && hooks->guard) row.merge(hooks->guard->columns());
     *evaluated_at = std::clock();
     return row;
   };
