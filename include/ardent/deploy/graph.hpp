@@ -4,7 +4,7 @@
 // the logits). BatchNorm is already folded into the convolution before it (eval mode):
 //   bn(conv(x)) = (s w) * x + (s (b - mean) + beta),   s = gamma / sqrt(var + eps);
 // a BatchNorm that follows no convolution (the pre-activation blocks of a WideResNet) is a layer of
-// its own, the per-channel affine map y = s x + (beta - s mean).
+// its own, the per-channel affine map y = s x + (beta - s mean);
 // and an activation after a layer is part of the layer (ReLU = clamp at [0, inf), ReLU6 = [0, 6]), so
 // the int8 kernels fuse it and quantize the activation's output, not its input.
 //
